@@ -1,0 +1,25 @@
+"""Electrode tables: loading, validation with row-level messages, and Materials Project downloads."""
+
+from __future__ import annotations
+
+from discovery.data.table import (
+    ELECTRODE_COLUMNS,
+    NUMERIC_COLUMNS,
+    REQUIRED_COLUMNS,
+    ValidationReport,
+    load_electrodes,
+    read_table,
+    validate_electrodes,
+    write_table,
+)
+
+__all__ = [
+    "ELECTRODE_COLUMNS",
+    "NUMERIC_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "ValidationReport",
+    "load_electrodes",
+    "read_table",
+    "validate_electrodes",
+    "write_table",
+]

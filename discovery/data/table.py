@@ -1,0 +1,256 @@
+"""Loading and validating insertion-electrode tables that use Materials Project column names.
+
+One row is one voltage pair of an electrode framework: ``battery_id``, ``working_ion``,
+``formula_charge``, ``formula_discharge``, ``average_voltage`` (V vs the ion metal) and optionally
+``capacity_grav`` (mAh/g), ``capacity_vol`` (mAh/cm3), ``energy_grav`` (Wh/kg), ``energy_vol`` (Wh/L),
+``max_delta_volume`` (fraction), ``stability_charge`` / ``stability_discharge`` (eV/atom above hull).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ELECTRODE_COLUMNS",
+    "NUMERIC_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "ValidationReport",
+    "load_electrodes",
+    "read_table",
+    "validate_electrodes",
+    "write_table",
+]
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from discovery.chemistry.capacity import insertion_pair
+from discovery.chemistry.ions import DEFAULT_IONS, IonTable
+from discovery.errors import (
+    DataValidationError,
+    DiscoveryError,
+    FormulaError,
+    MissingColumnsError,
+    RowProblem,
+    UnknownIonError,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Columns every electrode table must have.
+REQUIRED_COLUMNS: tuple[str, ...] = ("battery_id", "working_ion", "formula_charge", "formula_discharge")
+#: Numeric Materials Project columns, with their units.
+NUMERIC_COLUMNS: dict[str, str] = {
+    "average_voltage": "V",
+    "capacity_grav": "mAh/g",
+    "capacity_vol": "mAh/cm3",
+    "energy_grav": "Wh/kg",
+    "energy_vol": "Wh/L",
+    "max_delta_volume": "fraction",
+    "stability_charge": "eV/atom",
+    "stability_discharge": "eV/atom",
+}
+#: All Materials Project electrode columns in their usual order.
+ELECTRODE_COLUMNS: tuple[str, ...] = (
+    "battery_id",
+    "formula_charge",
+    "id_charge",
+    "stability_charge",
+    "formula_discharge",
+    "id_discharge",
+    "stability_discharge",
+    "average_voltage",
+    "capacity_grav",
+    "capacity_vol",
+    "energy_grav",
+    "energy_vol",
+    "max_delta_volume",
+    "working_ion",
+)
+_NONNEGATIVE = ("capacity_grav", "capacity_vol", "energy_vol")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or parquet file into a DataFrame; a missing or unreadable file names the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiscoveryError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".txt", ".gz"):
+            return pd.read_csv(path, dtype={"battery_id": str, "working_ion": str})
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DiscoveryError(f"{path}: cannot read table: {exc}") from exc
+    raise DiscoveryError(f"{path}: unknown table format {suffix!r} (use .csv or .parquet)")
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a DataFrame as CSV or parquet, chosen by the file suffix; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of validating a table: every problem, and which rows are invalid."""
+
+    source: str
+    rows: int
+    problems: list[RowProblem] = field(default_factory=list)
+    csv_lines: bool = True
+
+    @property
+    def invalid_rows(self) -> list[int]:
+        """0-based positions of rows with at least one problem, sorted."""
+        return sorted({p.row for p in self.problems})
+
+    def counts(self) -> Counter[str]:
+        """Number of invalid rows per problem kind (a row counts once, under its first problem)."""
+        first: dict[int, str] = {}
+        for p in self.problems:
+            first.setdefault(p.row, p.kind)
+        return Counter(first.values())
+
+    def summary(self) -> str:
+        """One line: rows read, rows invalid, and the counts per kind."""
+        bad = len(self.invalid_rows)
+        parts = ", ".join(f"{kind}: {n}" for kind, n in sorted(self.counts().items()))
+        return f"{self.source}: {self.rows} rows, {self.rows - bad} valid, {bad} invalid" + (
+            f" ({parts})" if parts else ""
+        )
+
+    def error(self) -> DataValidationError:
+        return DataValidationError(self.source, self.problems, csv_lines=self.csv_lines)
+
+
+def validate_electrodes(
+    frame: pd.DataFrame,
+    *,
+    source: str = "<table>",
+    ions: IonTable = DEFAULT_IONS,
+    require_voltage: bool = True,
+    csv_lines: bool = True,
+) -> ValidationReport:
+    """Check every row of an electrode table and report what is wrong where.
+
+    Checked: required columns present; ``battery_id`` not empty; the working ion is known; both
+    formulas parse; the frameworks of the two formulas match and the discharged formula holds more
+    ions than the charged one; ``average_voltage`` is a finite, non-negative number (when
+    ``require_voltage``); numeric columns hold numbers; capacities are not negative.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if require_voltage and "average_voltage" not in frame.columns:
+        missing.append("average_voltage")
+    if missing:
+        raise MissingColumnsError(source, missing, [str(c) for c in frame.columns])
+
+    report = ValidationReport(source=source, rows=len(frame), csv_lines=csv_lines)
+    add = report.problems.append
+
+    numeric: dict[str, np.ndarray] = {}
+    for column in NUMERIC_COLUMNS:
+        if column not in frame.columns:
+            continue
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        numeric[column] = values
+        text = raw.notna().to_numpy() & np.isnan(values)
+        for row in np.flatnonzero(text):
+            add(RowProblem(int(row), column, f"not a number: {raw.iloc[row]!r}", "non-numeric value"))
+
+    ids = frame["battery_id"].to_numpy(dtype=object)
+    ion_col = frame["working_ion"].to_numpy(dtype=object)
+    charge_col = frame["formula_charge"].to_numpy(dtype=object)
+    discharge_col = frame["formula_discharge"].to_numpy(dtype=object)
+    for row in range(len(frame)):
+        if not isinstance(ids[row], str) or not ids[row].strip():
+            add(RowProblem(row, "battery_id", "empty battery_id", "missing battery_id"))
+        ion = ion_col[row]
+        if not isinstance(ion, str) or ion not in ions:
+            add(RowProblem(row, "working_ion", str(UnknownIonError(ion, list(ions))), "unknown ion"))
+            continue
+        try:
+            insertion_pair(charge_col[row], discharge_col[row], ion, ions)
+        except FormulaError as exc:
+            column, kind = _classify(exc, charge_col[row], discharge_col[row])
+            add(RowProblem(row, column, str(exc), kind))
+
+    if require_voltage:
+        voltage = numeric["average_voltage"]
+        for row in np.flatnonzero(np.isnan(voltage) & frame["average_voltage"].isna().to_numpy()):
+            add(RowProblem(int(row), "average_voltage", "missing (NaN) voltage", "invalid voltage"))
+        for row in np.flatnonzero(np.isinf(voltage) | (voltage < 0)):
+            add(
+                RowProblem(
+                    int(row),
+                    "average_voltage",
+                    f"voltage must be finite and >= 0 V, got {voltage[row]:g} V",
+                    "invalid voltage",
+                )
+            )
+    for column in _NONNEGATIVE:
+        if column in numeric:
+            for row in np.flatnonzero(numeric[column] < 0):
+                add(
+                    RowProblem(
+                        int(row),
+                        column,
+                        f"must be >= 0 {NUMERIC_COLUMNS[column]}, got {numeric[column][row]:g}",
+                        "negative capacity",
+                    )
+                )
+    report.problems.sort(key=lambda p: p.row)
+    return report
+
+
+def _classify(exc: FormulaError, charge: object, discharge: object) -> tuple[str, str]:
+    """Map a formula error of a pair to the column at fault and a problem kind."""
+    if exc.formula is charge:
+        return "formula_charge", "unparsable formula"
+    if exc.formula is discharge:
+        return "formula_discharge", "unparsable formula"
+    if "frameworks do not match" in exc.reason or "no host framework" in exc.reason:
+        return "formula_discharge", "frameworks do not match"
+    return "formula_discharge", "no ions inserted"
+
+
+def load_electrodes(
+    source: str | Path | pd.DataFrame,
+    *,
+    drop_invalid: bool = False,
+    ions: IonTable = DEFAULT_IONS,
+    require_voltage: bool = True,
+) -> pd.DataFrame:
+    """Load and validate an electrode table (CSV, parquet or a DataFrame).
+
+    By default any invalid row raises :class:`~discovery.errors.DataValidationError` listing each
+    row (CSV line number) and reason. With ``drop_invalid=True`` invalid rows are dropped, the counts
+    per reason are logged, and the result's ``attrs["validation"]`` holds the summary line.
+    The returned frame has a fresh ``RangeIndex``.
+    """
+    if isinstance(source, pd.DataFrame):
+        frame, name, csv_lines = source, "<table>", False
+    else:
+        frame, name = read_table(source), str(source)
+        csv_lines = Path(source).suffix.lower() not in (".parquet", ".pq")
+    report = validate_electrodes(
+        frame, source=name, ions=ions, require_voltage=require_voltage, csv_lines=csv_lines
+    )
+    if report.problems and not drop_invalid:
+        raise report.error()
+    if report.problems:
+        logger.warning("dropped invalid rows: %s", report.summary())
+        frame = frame.drop(frame.index[report.invalid_rows])
+    out = frame.reset_index(drop=True)
+    out.attrs["validation"] = report.summary()
+    return out
