@@ -70,6 +70,7 @@ ELECTRODE_COLUMNS: tuple[str, ...] = (
     "max_delta_volume",
     "working_ion",
 )
+_CANDIDATE_COLUMNS = ("working_ion", "formula_charge", "formula_discharge")
 _NONNEGATIVE = ("capacity_grav", "capacity_vol", "energy_vol")
 
 
@@ -138,19 +139,19 @@ def validate_electrodes(
     *,
     source: str = "<table>",
     ions: IonTable = DEFAULT_IONS,
-    require_voltage: bool = True,
+    labeled: bool = True,
     csv_lines: bool = True,
 ) -> ValidationReport:
     """Check every row of an electrode table and report what is wrong where.
 
     Checked: required columns present; ``battery_id`` not empty; the working ion is known; both
     formulas parse; the frameworks of the two formulas match and the discharged formula holds more
-    ions than the charged one; ``average_voltage`` is a finite, non-negative number (when
-    ``require_voltage``); numeric columns hold numbers; capacities are not negative.
+    ions than the charged one; numeric columns hold numbers; capacities are not negative. A
+    ``labeled`` table (training data) also needs ``battery_id`` and a finite, non-negative
+    ``average_voltage`` on every row; an unlabeled one (candidates to predict) needs neither.
     """
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if require_voltage and "average_voltage" not in frame.columns:
-        missing.append("average_voltage")
+    required = [*REQUIRED_COLUMNS, "average_voltage"] if labeled else list(_CANDIDATE_COLUMNS)
+    missing = [c for c in required if c not in frame.columns]
     if missing:
         raise MissingColumnsError(source, missing, [str(c) for c in frame.columns])
 
@@ -168,12 +169,12 @@ def validate_electrodes(
         for row in np.flatnonzero(text):
             add(RowProblem(int(row), column, f"not a number: {raw.iloc[row]!r}", "non-numeric value"))
 
-    ids = frame["battery_id"].to_numpy(dtype=object)
+    ids = frame["battery_id"].to_numpy(dtype=object) if labeled else None
     ion_col = frame["working_ion"].to_numpy(dtype=object)
     charge_col = frame["formula_charge"].to_numpy(dtype=object)
     discharge_col = frame["formula_discharge"].to_numpy(dtype=object)
     for row in range(len(frame)):
-        if not isinstance(ids[row], str) or not ids[row].strip():
+        if ids is not None and (not isinstance(ids[row], str) or not ids[row].strip()):
             add(RowProblem(row, "battery_id", "empty battery_id", "missing battery_id"))
         ion = ion_col[row]
         if not isinstance(ion, str) or ion not in ions:
@@ -185,7 +186,7 @@ def validate_electrodes(
             column, kind = _classify(exc, charge_col[row], discharge_col[row])
             add(RowProblem(row, column, str(exc), kind))
 
-    if require_voltage:
+    if labeled:
         voltage = numeric["average_voltage"]
         for row in np.flatnonzero(np.isnan(voltage) & frame["average_voltage"].isna().to_numpy()):
             add(RowProblem(int(row), "average_voltage", "missing (NaN) voltage", "invalid voltage"))
@@ -229,13 +230,14 @@ def load_electrodes(
     *,
     drop_invalid: bool = False,
     ions: IonTable = DEFAULT_IONS,
-    require_voltage: bool = True,
+    labeled: bool = True,
 ) -> pd.DataFrame:
     """Load and validate an electrode table (CSV, parquet or a DataFrame).
 
     By default any invalid row raises :class:`~discovery.errors.DataValidationError` listing each
     row (CSV line number) and reason. With ``drop_invalid=True`` invalid rows are dropped, the counts
     per reason are logged, and the result's ``attrs["validation"]`` holds the summary line.
+    ``labeled=False`` validates a candidate table (no ``battery_id`` or voltage needed).
     The returned frame has a fresh ``RangeIndex``.
     """
     if isinstance(source, pd.DataFrame):
@@ -244,7 +246,7 @@ def load_electrodes(
         frame, name = read_table(source), str(source)
         csv_lines = Path(source).suffix.lower() not in (".parquet", ".pq")
     report = validate_electrodes(
-        frame, source=name, ions=ions, require_voltage=require_voltage, csv_lines=csv_lines
+        frame, source=name, ions=ions, labeled=labeled, csv_lines=csv_lines
     )
     if report.problems and not drop_invalid:
         raise report.error()

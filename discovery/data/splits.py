@@ -1,0 +1,42 @@
+"""Train/test splits that keep every electrode framework (``battery_id``) on one side."""
+
+from __future__ import annotations
+
+__all__ = ["group_split", "random_split"]
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def group_split(
+    groups: Sequence[object] | np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split row positions so that rows sharing a group label never straddle the split.
+
+    Groups are shuffled with ``seed`` and taken into the test side until it holds about
+    ``test_fraction`` of the rows. Returns sorted ``(train_rows, test_rows)`` int arrays.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    labels, inverse = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    if len(labels) < 2:
+        raise ValueError("a grouped split needs at least two distinct groups")
+    order = np.random.default_rng(seed).permutation(len(labels))
+    sizes = np.bincount(inverse, minlength=len(labels))
+    target = test_fraction * len(inverse)
+    cumulative = np.cumsum(sizes[order])
+    n_test_groups = max(1, min(len(labels) - 1, int(np.searchsorted(cumulative, target)) + 1))
+    is_test_group = np.zeros(len(labels), dtype=bool)
+    is_test_group[order[:n_test_groups]] = True
+    test = is_test_group[inverse]
+    return np.flatnonzero(~test), np.flatnonzero(test)
+
+
+def random_split(n_rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``n_rows`` row positions at random; returns sorted ``(train_rows, test_rows)``."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(n_rows)
+    n_test = max(1, round(test_fraction * n_rows))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])

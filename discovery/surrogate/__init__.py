@@ -1,0 +1,39 @@
+"""The surrogate: a calibrated deep ensemble of MLPs, its BoTorch adapter and electrode helpers.
+
+``EnsembleModel`` (BoTorch) is imported lazily so that importing this package does not import
+BoTorch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from discovery.surrogate.electrode import (
+    VOLTAGE,
+    predict_electrodes,
+    prediction_columns,
+    train_electrode_model,
+)
+from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig, Prediction
+
+if TYPE_CHECKING:
+    from discovery.surrogate.adapter import EnsembleModel
+
+__all__ = [
+    "VOLTAGE",
+    "DeepEnsemble",
+    "EnsembleConfig",
+    "EnsembleModel",
+    "Prediction",
+    "predict_electrodes",
+    "prediction_columns",
+    "train_electrode_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EnsembleModel":
+        from discovery.surrogate.adapter import EnsembleModel
+
+        return EnsembleModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,112 @@
+"""Electrode-level training and prediction: tables in, a calibrated voltage model out.
+
+Voltage (and any other learned target) comes from the ensemble; gravimetric capacity and specific
+energy come from physics (:mod:`discovery.chemistry`), with the energy's spread propagated from the
+voltage's: ``energy_grav_std = voltage_std * capacity_grav``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VOLTAGE",
+    "predict_electrodes",
+    "prediction_columns",
+    "table_sha256",
+    "train_electrode_model",
+]
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from discovery.chemistry.capacity import insertion_pair
+from discovery.chemistry.ions import DEFAULT_IONS, IonTable
+from discovery.errors import MissingColumnsError
+from discovery.features import electrode_features
+from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig
+
+#: The default learned target: average voltage vs the working-ion metal, in V.
+VOLTAGE = "average_voltage"
+_KEY_COLUMNS = ("battery_id", "working_ion", "formula_charge", "formula_discharge")
+
+
+def table_sha256(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    """SHA-256 of the given columns' values, row order included (identifies training data)."""
+    hashed = pd.util.hash_pandas_object(frame[list(columns)], index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()
+
+
+def train_electrode_model(
+    frame: pd.DataFrame,
+    *,
+    targets: Sequence[str] = (VOLTAGE,),
+    config: EnsembleConfig | None = None,
+    ions: IonTable = DEFAULT_IONS,
+) -> DeepEnsemble:
+    """Featurize a validated electrode table and train a deep ensemble on ``targets``.
+
+    Rows with a missing value in one target still train the others. The manifest records the ions
+    seen, the number of rows and a hash of the training data.
+    """
+    missing = [t for t in targets if t not in frame.columns]
+    if missing:
+        raise MissingColumnsError("training data", missing, [str(c) for c in frame.columns])
+    features = electrode_features(frame, ions)
+    y = frame[list(targets)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
+    metadata = {
+        "ions_seen": sorted(set(frame["working_ion"])),
+        "n_rows": len(frame),
+        "data_sha256": table_sha256(frame, [*_KEY_COLUMNS, *targets]),
+    }
+    return DeepEnsemble(config).fit(
+        features.values,
+        y,
+        feature_names=features.names,
+        target_names=list(targets),
+        groups=frame["battery_id"].astype(str).to_numpy(),
+        metadata=metadata,
+    )
+
+
+def prediction_columns(target: str) -> tuple[str, str]:
+    """Output column names ``(mean, std)`` of a target: ``voltage_mean``/``voltage_std`` for voltage."""
+    stem = "voltage" if target == VOLTAGE else target
+    return f"{stem}_mean", f"{stem}_std"
+
+
+def predict_electrodes(
+    model: DeepEnsemble, frame: pd.DataFrame, *, ions: IonTable = DEFAULT_IONS
+) -> pd.DataFrame:
+    """Predict every row of a candidate table (formula_charge, formula_discharge, working_ion).
+
+    Returns a copy of ``frame`` with ``voltage_mean`` and ``voltage_std`` (V) (``<target>_mean``
+    and ``<target>_std`` for other targets), ``capacity_grav`` (mAh/g, exact), ``energy_grav``
+    (Wh/kg) and ``energy_grav_std`` (Wh/kg). An input column of the same name is kept as
+    ``<name>_input``.
+    """
+    features = electrode_features(frame, ions)
+    model.check_features(features.names)
+    prediction = model.predict(features.values)
+    capacity = np.array(
+        [
+            insertion_pair(c, d, i, ions).capacity_grav_mah_g
+            for c, d, i in zip(frame["formula_charge"], frame["formula_discharge"], frame["working_ion"])
+        ],
+        dtype=np.float64,
+    )
+    added: dict[str, np.ndarray] = {}
+    for t, target in enumerate(model.target_names):
+        mean_col, std_col = prediction_columns(target)
+        added[mean_col] = prediction.mean[:, t].astype(np.float64)
+        added[std_col] = prediction.std[:, t].astype(np.float64)
+    added["capacity_grav"] = capacity
+    if VOLTAGE in model.target_names:
+        added["energy_grav"] = added["voltage_mean"] * capacity
+        added["energy_grav_std"] = added["voltage_std"] * capacity
+    out = frame.copy()
+    out = out.rename(columns={name: f"{name}_input" for name in added if name in out.columns})
+    for name, values in added.items():
+        out[name] = values
+    return out

@@ -1,0 +1,468 @@
+"""A deep ensemble of heteroscedastic MLPs, trained together as stacked weights.
+
+All ``M`` members live in one module: layer weights are stacked along a leading member axis, the
+first layer is a single GEMM ``(n, d) @ (d, M·h)`` shared by all members (they see the same
+inputs), the later layers are batched matmuls. Each member has its own initialization and its
+own bootstrap (Poisson(1) row weights, the weighted form of resampling with replacement), and
+predicts a Gaussian (mean, variance) per target. The ensemble prediction is the mixture: mean of
+the member means, total variance = mean member variance + variance of the member means.
+
+Training minimizes the beta-NLL of Seitzer et al. (ICLR 2022, beta = 0.5), which keeps the mean
+fit from being starved by the variance head; each member stops early on its own validation loss
+(validation rows are held-out ``battery_id`` groups). A single scale per target then recalibrates
+the predicted standard deviation so that 95 % of validation residuals fall inside ±1.96 σ.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DeepEnsemble", "EnsembleConfig", "Prediction"]
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from discovery.data.splits import group_split
+from discovery.errors import FeatureMismatchError, ModelFileError
+
+_FORMAT = "discovery.deep-ensemble"
+_FORMAT_VERSION = 1
+_Z95 = 1.959963984540054
+_MIN_VAR = 1e-6
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Hyper-parameters of a :class:`DeepEnsemble`.
+
+    Attributes:
+        members: number of ensemble members M.
+        hidden: widths of the hidden layers (SiLU activations).
+        max_epochs: upper bound on training epochs; early stopping usually ends sooner.
+        patience: epochs without validation improvement before a member stops.
+        batch_size: rows per optimizer step (shared by all members).
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW decoupled weight decay.
+        beta_nll: exponent of the beta-NLL loss (0 = plain Gaussian NLL).
+        val_fraction: fraction of rows (whole ``battery_id`` groups) held out for early stopping
+            and recalibration.
+        bootstrap: give each member its own Poisson(1) bootstrap weights.
+        calibrate: rescale the predicted std on the validation rows (95 % interval coverage).
+        seed: seed of initialization, bootstrap, split and batch order.
+    """
+
+    members: int = 32
+    hidden: tuple[int, ...] = (128, 128)
+    max_epochs: int = 400
+    patience: int = 30
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    beta_nll: float = 0.5
+    val_fraction: float = 0.1
+    bootstrap: bool = True
+    calibrate: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise ValueError(f"members must be >= 1, got {self.members}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must list positive widths, got {self.hidden}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Ensemble prediction for n rows and T targets, in target units.
+
+    Attributes:
+        mean: mixture mean, shape (n, T).
+        std: calibrated total standard deviation, shape (n, T).
+        epistemic_std: calibrated spread of the member means, shape (n, T).
+        target_names: the T target names.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    epistemic_std: np.ndarray
+    target_names: tuple[str, ...]
+
+    def column(self, target: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` of one target, each of shape (n,)."""
+        t = self.target_names.index(target)
+        return self.mean[:, t], self.std[:, t]
+
+
+class _StackedMLP(nn.Module):
+    """M independent MLPs ``d -> hidden... -> 2T`` whose weights are stacked on axis 0."""
+
+    def __init__(self, members: int, d_in: int, hidden: Sequence[int], n_out: int) -> None:
+        super().__init__()
+        widths = [d_in, *hidden, 2 * n_out]
+        self.members = members
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(members, a, b)) for a, b in zip(widths[:-1], widths[1:])
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.empty(members, b)) for b in widths[1:]
+        )
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Member-wise initialization as ``nn.Linear`` does (uniform ±1/sqrt(fan_in))."""
+        with torch.no_grad():
+            for w, b in zip(self.weights, self.biases):
+                bound = 1.0 / math.sqrt(w.shape[1])
+                w.uniform_(-bound, bound, generator=generator)
+                b.uniform_(-bound, bound, generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: (N, d) standardized inputs shared by all members -> (M, N, 2T) raw outputs."""
+        w0, b0 = self.weights[0], self.biases[0]
+        m, d, h = w0.shape
+        z = (x @ w0.permute(1, 0, 2).reshape(d, m * h)).view(-1, m, h).transpose(0, 1)
+        z = z + b0.unsqueeze(1)
+        for w, b in zip(self.weights[1:], self.biases[1:]):
+            z = torch.baddbmm(b.unsqueeze(1), nn.functional.silu(z), w)
+        return z
+
+
+@dataclass
+class _Scalers:
+    x_mean: Tensor  # (d_used,)
+    x_std: Tensor  # (d_used,)
+    y_mean: Tensor  # (T,)
+    y_std: Tensor  # (T,)
+    calibration: Tensor  # (T,) multiplies the predicted std
+
+
+@dataclass
+class _History:
+    epochs: int = 0
+    best_epoch: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class DeepEnsemble:
+    """A calibrated deep ensemble regressor over named features and named targets.
+
+    Fit with :meth:`fit`, predict with :meth:`predict` (NumPy) or :meth:`member_moments` (torch,
+    differentiable; used by the BoTorch adapter), persist with :meth:`save` / :meth:`load`.
+    """
+
+    def __init__(self, config: EnsembleConfig | None = None) -> None:
+        self.config = config or EnsembleConfig()
+        self.feature_names: tuple[str, ...] = ()
+        self.target_names: tuple[str, ...] = ()
+        self.metadata: dict[str, Any] = {}
+        self.history = _History()
+        self._used: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._net: _StackedMLP | None = None
+        self._scalers: _Scalers | None = None
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        feature_names: Sequence[str],
+        target_names: Sequence[str],
+        groups: Sequence[object] | np.ndarray,
+        metadata: dict[str, Any] | None = None,
+    ) -> DeepEnsemble:
+        """Train all members together.
+
+        Args:
+            x: features, shape (n, d); NaN is not allowed.
+            y: targets in their units, shape (n, T) or (n,); NaN marks a missing label.
+            feature_names: the d feature names (checked again at prediction time).
+            target_names: the T target names.
+            groups: n group labels (``battery_id``); validation takes whole groups.
+            metadata: JSON-serializable facts stored in the manifest (ions, data hash, ...).
+        """
+        cfg = self.config
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float32).reshape(len(x), -1)
+        if x.ndim != 2 or len(feature_names) != x.shape[1]:
+            raise ValueError(f"x has shape {x.shape} but {len(feature_names)} feature names")
+        if len(target_names) != y.shape[1]:
+            raise ValueError(f"y has {y.shape[1]} columns but {len(target_names)} target names")
+        if not np.isfinite(x).all():
+            raise ValueError("features contain NaN or inf")
+        self.feature_names = tuple(feature_names)
+        self.target_names = tuple(target_names)
+        self.metadata = dict(metadata or {})
+
+        start = time.perf_counter()
+        train_rows, val_rows = group_split(groups, cfg.val_fraction, cfg.seed)
+        x_train = x[train_rows]
+        std = x_train.std(axis=0)
+        self._used = np.flatnonzero(std > 1e-8 * (1.0 + np.abs(x_train.mean(axis=0))))
+        y_train = y[train_rows]
+        self._scalers = _Scalers(
+            x_mean=torch.from_numpy(x_train[:, self._used].mean(axis=0)),
+            x_std=torch.from_numpy(std[self._used]),
+            y_mean=torch.from_numpy(np.nanmean(y_train, axis=0)),
+            y_std=torch.from_numpy(np.nanstd(y_train, axis=0) + 1e-12),
+            calibration=torch.ones(y.shape[1]),
+        )
+        xs = self._scale_x(torch.from_numpy(x))
+        ys = (torch.from_numpy(y) - self._scalers.y_mean) / self._scalers.y_std
+
+        generator = torch.Generator().manual_seed(cfg.seed)
+        self._net = _StackedMLP(cfg.members, len(self._used), cfg.hidden, y.shape[1])
+        self._net.reset_parameters(generator)
+        self._train(xs, ys, torch.from_numpy(train_rows), torch.from_numpy(val_rows), generator)
+        if cfg.calibrate:
+            self._calibrate(xs[val_rows], ys[val_rows])
+        self.history.seconds = time.perf_counter() - start
+        return self
+
+    def _train(
+        self, xs: Tensor, ys: Tensor, train: Tensor, val: Tensor, generator: torch.Generator
+    ) -> None:
+        cfg, net = self.config, self._require_net()
+        m = cfg.members
+        mask = torch.isfinite(ys)
+        ys = torch.nan_to_num(ys)
+        if cfg.bootstrap:
+            weights = torch.poisson(torch.ones(m, len(train)), generator=generator)
+        else:
+            weights = torch.ones(m, len(train))
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        best = [p.detach().clone() for p in net.parameters()]
+        best_loss = torch.full((m,), math.inf)
+        best_epoch = torch.zeros(m, dtype=torch.long)
+        stale = torch.zeros(m, dtype=torch.long)
+        x_val, y_val, mask_val = xs[val], ys[val], mask[val]
+        epoch = 0
+        for epoch in range(1, cfg.max_epochs + 1):
+            net.train()
+            order = torch.randperm(len(train), generator=generator)
+            for start in range(0, len(train), cfg.batch_size):
+                pos = order[start : start + cfg.batch_size]
+                rows = train[pos]
+                mu, var = self._split(net(xs[rows]))
+                w = weights[:, pos].unsqueeze(-1) * mask[rows]  # (M, B, T)
+                nll = 0.5 * (torch.log(var) + (ys[rows] - mu) ** 2 / var)
+                if cfg.beta_nll > 0:
+                    nll = nll * var.detach() ** cfg.beta_nll
+                per_member = (w * nll).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp_min(1.0)
+                opt.zero_grad(set_to_none=True)
+                per_member.sum().backward()
+                opt.step()
+            net.eval()
+            with torch.no_grad():
+                mu, var = self._split(net(x_val))
+                nll = 0.5 * (torch.log(var) + (y_val - mu) ** 2 / var) * mask_val
+                val_loss = nll.sum(dim=(1, 2)) / mask_val.sum().clamp_min(1)
+                improved = val_loss < best_loss - 1e-4
+                best_loss = torch.where(improved, val_loss, best_loss)
+                best_epoch = torch.where(improved, epoch, best_epoch)
+                stale = torch.where(improved, 0, stale + 1)
+                for keep, p in zip(best, net.parameters()):
+                    keep[improved] = p[improved]
+            if bool((stale >= cfg.patience).all()):
+                break
+        with torch.no_grad():
+            for keep, p in zip(best, net.parameters()):
+                p.copy_(keep)
+        net.eval()
+        self.history.epochs = epoch
+        self.history.best_epoch = best_epoch.tolist()
+
+    def _calibrate(self, x_val: Tensor, y_val: Tensor) -> None:
+        scalers = self._require_scalers()
+        with torch.no_grad():
+            mu, var = self._split(self._require_net()(x_val))
+            mean = mu.mean(0)
+            total = var.mean(0) + mu.var(0, unbiased=False)
+            z = ((y_val - mean) / total.sqrt()).abs()
+        scale = torch.ones(len(self.target_names))
+        for t in range(len(self.target_names)):
+            zt = z[:, t][torch.isfinite(z[:, t])]
+            if len(zt) >= 10:
+                scale[t] = torch.quantile(zt, 0.95) / _Z95
+        scalers.calibration = scale
+
+    # ---------------------------------------------------------------- prediction
+    @staticmethod
+    def _split(out: Tensor) -> tuple[Tensor, Tensor]:
+        t = out.shape[-1] // 2
+        return out[..., :t], nn.functional.softplus(out[..., t:]) + _MIN_VAR
+
+    def _scale_x(self, x: Tensor) -> Tensor:
+        scalers = self._require_scalers()
+        used = torch.from_numpy(self._used)
+        return (x.index_select(-1, used) - scalers.x_mean) / scalers.x_std
+
+    def member_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Member means and variances in target units, differentiable in ``x``.
+
+        Args:
+            x: raw features, shape (..., d) with d = ``len(feature_names)``.
+
+        Returns:
+            ``(means, variances)``, each of shape (M, ..., T), calibrated: member deviations from
+            the mixture mean and member variances are scaled so the mixture std carries the
+            calibration factor.
+        """
+        net, s = self._require_net(), self._require_scalers()
+        batch = x.shape[:-1]
+        flat = self._scale_x(x.reshape(-1, x.shape[-1]).to(s.x_mean.dtype))
+        mu, var = self._split(net(flat))
+        mu = mu * s.y_std + s.y_mean
+        var = var * s.y_std**2
+        center = mu.mean(0, keepdim=True)
+        mu = center + (mu - center) * s.calibration
+        var = var * s.calibration**2
+        t = len(self.target_names)
+        return mu.reshape(-1, *batch, t), var.reshape(-1, *batch, t)
+
+    def predict(
+        self, x: np.ndarray, *, feature_names: Sequence[str] | None = None, chunk_rows: int = 65536
+    ) -> Prediction:
+        """Predict the calibrated mixture for rows of raw features ``x`` (n, d), in chunks."""
+        if feature_names is not None:
+            self.check_features(feature_names)
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
+            raise FeatureMismatchError(
+                f"expected {len(self.feature_names)} feature columns, got array of shape {x.shape}"
+            )
+        t = len(self.target_names)
+        mean = np.empty((len(x), t), dtype=np.float32)
+        std = np.empty_like(mean)
+        epi = np.empty_like(mean)
+        with torch.inference_mode():
+            for start in range(0, len(x), chunk_rows):
+                mu, var = self.member_moments(torch.from_numpy(x[start : start + chunk_rows]))
+                m = mu.mean(0)
+                spread = mu.var(0, unbiased=False)
+                stop = start + len(m)
+                mean[start:stop] = m.numpy()
+                std[start:stop] = (var.mean(0) + spread).sqrt().numpy()
+                epi[start:stop] = spread.sqrt().numpy()
+        return Prediction(mean=mean, std=std, epistemic_std=epi, target_names=self.target_names)
+
+    def check_features(self, names: Sequence[str]) -> None:
+        """Raise :class:`FeatureMismatchError` unless ``names`` equal the training feature names."""
+        names = tuple(names)
+        if names == self.feature_names:
+            return
+        missing = [n for n in self.feature_names if n not in set(names)]
+        extra = [n for n in names if n not in set(self.feature_names)]
+        detail = f"missing {missing[:5]}, unexpected {extra[:5]}" if missing or extra else "order differs"
+        raise FeatureMismatchError(
+            f"the model was trained on {len(self.feature_names)} features and got {len(names)}: "
+            f"{detail} (featurize with the same discovery version, or retrain)"
+        )
+
+    # ------------------------------------------------------------------- storage
+    def save(self, directory: str | Path) -> Path:
+        """Write ``weights.pt`` (tensors only) and ``manifest.json`` into ``directory``."""
+        from discovery import __version__
+
+        net, s = self._require_net(), self._require_scalers()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
+        tensors.update(
+            {
+                "x_mean": s.x_mean,
+                "x_std": s.x_std,
+                "y_mean": s.y_mean,
+                "y_std": s.y_std,
+                "calibration": s.calibration,
+                "used_features": torch.from_numpy(self._used),
+            }
+        )
+        torch.save(tensors, directory / "weights.pt")
+        manifest = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "discovery_version": __version__,
+            "config": asdict(self.config),
+            "feature_names": list(self.feature_names),
+            "target_names": list(self.target_names),
+            "calibration_std_scale": s.calibration.tolist(),
+            "training": {
+                "epochs": self.history.epochs,
+                "best_epoch": self.history.best_epoch,
+                "seconds": round(self.history.seconds, 3),
+            },
+            "metadata": self.metadata,
+        }
+        (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> DeepEnsemble:
+        """Read a model written by :meth:`save`; tensors are loaded with ``weights_only=True``."""
+        directory = Path(directory)
+        manifest_path, weights_path = directory / "manifest.json", directory / "weights.pt"
+        for path in (manifest_path, weights_path):
+            if not path.is_file():
+                raise ModelFileError(f"{path}: missing (is {directory} a model directory?)")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{manifest_path}: not valid JSON ({exc})") from exc
+        if manifest.get("format") != _FORMAT or manifest.get("format_version") != _FORMAT_VERSION:
+            raise ModelFileError(
+                f"{manifest_path}: not a {_FORMAT} v{_FORMAT_VERSION} model "
+                f"(format={manifest.get('format')!r}, version={manifest.get('format_version')!r})"
+            )
+        try:
+            tensors = torch.load(weights_path, weights_only=True, map_location="cpu")
+            config_fields = dict(manifest["config"])
+            config_fields["hidden"] = tuple(config_fields["hidden"])
+            model = cls(EnsembleConfig(**config_fields))
+            model.feature_names = tuple(manifest["feature_names"])
+            model.target_names = tuple(manifest["target_names"])
+            model.metadata = dict(manifest.get("metadata", {}))
+            model._used = tensors["used_features"].numpy()
+            model._scalers = _Scalers(
+                x_mean=tensors["x_mean"],
+                x_std=tensors["x_std"],
+                y_mean=tensors["y_mean"],
+                y_std=tensors["y_std"],
+                calibration=tensors["calibration"],
+            )
+            cfg = model.config
+            net = _StackedMLP(cfg.members, len(model._used), cfg.hidden, len(model.target_names))
+            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            raise ModelFileError(f"{directory}: incomplete or inconsistent model files ({exc})") from exc
+        net.eval()
+        model._net = net
+        training = manifest.get("training", {})
+        model.history = _History(
+            training.get("epochs", 0), training.get("best_epoch", []), training.get("seconds", 0.0)
+        )
+        return model
+
+    # ------------------------------------------------------------------- helpers
+    def _require_net(self) -> _StackedMLP:
+        if self._net is None:
+            raise RuntimeError("the ensemble is not trained; call fit() or load() first")
+        return self._net
+
+    def _require_scalers(self) -> _Scalers:
+        if self._scalers is None:
+            raise RuntimeError("the ensemble is not trained; call fit() or load() first")
+        return self._scalers
+
+    @property
+    def calibration_scale(self) -> np.ndarray:
+        """Per-target factor applied to the raw predicted std by recalibration, shape (T,)."""
+        return self._require_scalers().calibration.numpy().copy()
