@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from discovery.data.fetch import fetch_insertion_electrodes
+from discovery.data.splits import group_split, random_split
 from discovery.data.table import (
     ELECTRODE_COLUMNS,
     NUMERIC_COLUMNS,
@@ -18,7 +20,10 @@ __all__ = [
     "NUMERIC_COLUMNS",
     "REQUIRED_COLUMNS",
     "ValidationReport",
+    "fetch_insertion_electrodes",
+    "group_split",
     "load_electrodes",
+    "random_split",
     "read_table",
     "validate_electrodes",
     "write_table",

@@ -166,8 +166,8 @@ def validate_electrodes(
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
         numeric[column] = values
         text = raw.notna().to_numpy() & np.isnan(values)
-        for row in np.flatnonzero(text):
-            add(RowProblem(int(row), column, f"not a number: {raw.iloc[row]!r}", "non-numeric value"))
+        for bad in np.flatnonzero(text).tolist():
+            add(RowProblem(bad, column, f"not a number: {raw.iloc[bad]!r}", "non-numeric value"))
 
     ids = frame["battery_id"].to_numpy(dtype=object) if labeled else None
     ion_col = frame["working_ion"].to_numpy(dtype=object)

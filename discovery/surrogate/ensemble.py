@@ -276,7 +276,7 @@ class DeepEnsemble:
         with torch.no_grad():
             for keep, p in zip(best, net.parameters()):
                 p.copy_(keep)
-        net.eval()
+        net.eval().requires_grad_(False)  # trained: gradients flow to inputs only
         self.history.epochs = epoch
         self.history.best_epoch = best_epoch.tolist()
 
@@ -443,7 +443,7 @@ class DeepEnsemble:
             net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise ModelFileError(f"{directory}: incomplete or inconsistent model files ({exc})") from exc
-        net.eval()
+        net.eval().requires_grad_(False)
         model._net = net
         training = manifest.get("training", {})
         model.history = _History(
