@@ -162,7 +162,9 @@ def predict(
     frame = load_electrodes(input, drop_invalid=drop_invalid, labeled=False)
     unseen = sorted(set(frame["working_ion"]) - set(ensemble.metadata.get("ions_seen", [])))
     if unseen:
-        _echo(f"warning: ions not in the training data, predictions extrapolate: {', '.join(unseen)}")
+        _echo(
+            f"warning: ions not in the training data, predictions extrapolate: {', '.join(unseen)}"
+        )
     result = predict_electrodes(ensemble, frame)
     write_table(result, out)
     typer.echo(f"wrote {len(result)} predictions to {out}")

@@ -84,10 +84,14 @@ class DataValidationError(DiscoveryError):
         self.source = source
         self.problems = problems
         lines = [f"{source}: {len(problems)} problem(s)"]
-        lines += [f"  {p.where(source, csv_lines)} {p.column}: {p.reason}" for p in problems[:max_listed]]
+        lines += [
+            f"  {p.where(source, csv_lines)} {p.column}: {p.reason}" for p in problems[:max_listed]
+        ]
         if len(problems) > max_listed:
             lines.append(f"  ... and {len(problems) - max_listed} more")
-        lines.append("  (fix these rows, or load with drop_invalid=True / --drop-invalid to skip them)")
+        lines.append(
+            "  (fix these rows, or load with drop_invalid=True / --drop-invalid to skip them)"
+        )
         super().__init__("\n".join(lines))
 
 

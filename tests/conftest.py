@@ -16,7 +16,9 @@ SHARED_CSV = REPO.parent / "shared" / "data" / "mp_insertion_electrodes_2019.csv
 def shared_csv() -> Path:
     """Path of the shared Materials Project electrode table; skips the test when it is absent."""
     if not SHARED_CSV.is_file():
-        pytest.skip("../shared/data/mp_insertion_electrodes_2019.csv is absent (a clone outside the workplace)")
+        pytest.skip(
+            "../shared/data/mp_insertion_electrodes_2019.csv is absent (a clone outside the workplace)"
+        )
     return SHARED_CSV
 
 

@@ -125,7 +125,9 @@ def test_ion_table_extends_without_changing_the_default() -> None:
         ("LiFePO4", "Li5Fe4(PO4)4", "Li", 42.01),  # scale 4: F/3.6 / 637.97 g/mol
     ],
 )
-def test_capacity_textbook_values(charge: str, discharge: str, ion: str, expected_mah_g: float) -> None:
+def test_capacity_textbook_values(
+    charge: str, discharge: str, ion: str, expected_mah_g: float
+) -> None:
     assert capacity_grav_mah_g(charge, discharge, ion) == pytest.approx(expected_mah_g, rel=2e-3)
 
 
@@ -162,7 +164,9 @@ def test_capacity_and_energy_reproduce_materials_project(shared_frame: pd.DataFr
         [
             capacity_grav_mah_g(c, d, i)
             for c, d, i in zip(
-                shared_frame.formula_charge, shared_frame.formula_discharge, shared_frame.working_ion
+                shared_frame.formula_charge,
+                shared_frame.formula_discharge,
+                shared_frame.working_ion,
             )
         ]
     )

@@ -95,7 +95,9 @@ def test_report_counts_a_row_once() -> None:
 
 def test_missing_columns_are_named(tmp_path: Path) -> None:
     path = _write(tmp_path, "battery_id,working_ion,formula_charge\nx,Li,CoO2\n")
-    with pytest.raises(MissingColumnsError, match="missing column\\(s\\) formula_discharge, average_voltage"):
+    with pytest.raises(
+        MissingColumnsError, match="missing column\\(s\\) formula_discharge, average_voltage"
+    ):
         load_electrodes(path)
 
 
@@ -111,7 +113,7 @@ def test_unlabeled_candidates_need_no_id_or_voltage() -> None:
 def test_missing_and_unknown_files(tmp_path: Path) -> None:
     with pytest.raises(DiscoveryError, match="no such file"):
         read_table(tmp_path / "absent.csv")
-    with pytest.raises(DiscoveryError, match="unknown table format '.xlsx'"):
+    with pytest.raises(DiscoveryError, match=r"unknown table format '\.xlsx'"):
         read_table(_write(tmp_path, "x", "table.xlsx"))
 
 

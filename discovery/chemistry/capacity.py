@@ -2,7 +2,7 @@
 
 For a charged formula C, a discharged formula D and a working ion A of valence z, the frameworks
 (C and D without A) must be proportional, D_fw = k · C_fw. The number of ions inserted per
-discharged formula unit is then x = n_A(D) − k · n_A(C), and
+discharged formula unit is then x = n_A(D) - k · n_A(C), and
 
     capacity_grav [mAh/g] = x · z · F / (3.6 · M(D)),        M(D) in g/mol, F = 96485.33212 C/mol
     energy_grav   [Wh/kg] = average_voltage [V] · capacity_grav [mAh/g]
@@ -14,6 +14,9 @@ from __future__ import annotations
 
 __all__ = [
     "FARADAY_C_PER_MOL",
+    "FRAMEWORK_RATIO_RTOL",
+    "MAH_PER_MOL_ELECTRONS",
+    "MIN_INSERTED_RTOL",
     "InsertionPair",
     "capacity_grav_mah_g",
     "energy_grav_wh_kg",
@@ -31,8 +34,12 @@ from discovery.errors import FormulaError
 
 #: Faraday constant in C/mol (CODATA 2018, exact).
 FARADAY_C_PER_MOL = 96485.33212
-_MAH_PER_MOL = FARADAY_C_PER_MOL / 3.6  # one mole of electrons, in mAh
-_RATIO_RTOL = 1e-4
+#: Charge of one mole of electrons in mAh (F / 3.6).
+MAH_PER_MOL_ELECTRONS = FARADAY_C_PER_MOL / 3.6
+#: Relative tolerance of the framework proportionality check, D_fw = k · C_fw (``math.isclose``).
+FRAMEWORK_RATIO_RTOL = 1e-4
+#: A pair inserts ions only when x > MIN_INSERTED_RTOL · max(1, n_A(D)).
+MIN_INSERTED_RTOL = 1e-9
 
 
 @cache
@@ -75,7 +82,9 @@ class InsertionPair:
     @property
     def capacity_grav_mah_g(self) -> float:
         """Gravimetric capacity x·z·F / (3.6·M_discharge) in mAh/g."""
-        return self.x_inserted * self.valence * _MAH_PER_MOL / self.molar_mass_discharge_g_mol
+        return (
+            self.x_inserted * self.valence * MAH_PER_MOL_ELECTRONS / self.molar_mass_discharge_g_mol
+        )
 
 
 def insertion_pair(
@@ -108,12 +117,12 @@ def insertion_pair(
     first = next(iter(fw_charge))
     scale = fw_discharge[first] / fw_charge[first]
     for el, amt in fw_charge.items():
-        if not math.isclose(fw_discharge[el], scale * amt, rel_tol=_RATIO_RTOL):
+        if not math.isclose(fw_discharge[el], scale * amt, rel_tol=FRAMEWORK_RATIO_RTOL):
             raise FormulaError(
                 pair, f"frameworks do not match (the {el} amount is not in the ratio {scale:g})"
             )
     x = discharge.get(ion, 0.0) - scale * charge.get(ion, 0.0)
-    if x <= 1e-9 * max(1.0, discharge.get(ion, 0.0)):
+    if x <= MIN_INSERTED_RTOL * max(1.0, discharge.get(ion, 0.0)):
         raise FormulaError(
             pair, f"the discharged formula holds no more {ion} than the charged one (x = {x:g})"
         )

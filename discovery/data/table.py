@@ -41,7 +41,12 @@ from discovery.errors import (
 logger = logging.getLogger(__name__)
 
 #: Columns every electrode table must have.
-REQUIRED_COLUMNS: tuple[str, ...] = ("battery_id", "working_ion", "formula_charge", "formula_discharge")
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "battery_id",
+    "working_ion",
+    "formula_charge",
+    "formula_discharge",
+)
 #: Numeric Materials Project columns, with their units.
 NUMERIC_COLUMNS: dict[str, str] = {
     "average_voltage": "V",
@@ -178,7 +183,9 @@ def validate_electrodes(
             add(RowProblem(row, "battery_id", "empty battery_id", "missing battery_id"))
         ion = ion_col[row]
         if not isinstance(ion, str) or ion not in ions:
-            add(RowProblem(row, "working_ion", str(UnknownIonError(ion, list(ions))), "unknown ion"))
+            add(
+                RowProblem(row, "working_ion", str(UnknownIonError(ion, list(ions))), "unknown ion")
+            )
             continue
         try:
             insertion_pair(charge_col[row], discharge_col[row], ion, ions)
@@ -188,25 +195,27 @@ def validate_electrodes(
 
     if labeled:
         voltage = numeric["average_voltage"]
-        for row in np.flatnonzero(np.isnan(voltage) & frame["average_voltage"].isna().to_numpy()):
-            add(RowProblem(int(row), "average_voltage", "missing (NaN) voltage", "invalid voltage"))
-        for row in np.flatnonzero(np.isinf(voltage) | (voltage < 0)):
+        for bad in np.flatnonzero(
+            np.isnan(voltage) & frame["average_voltage"].isna().to_numpy()
+        ).tolist():
+            add(RowProblem(bad, "average_voltage", "missing (NaN) voltage", "invalid voltage"))
+        for bad in np.flatnonzero(np.isinf(voltage) | (voltage < 0)).tolist():
             add(
                 RowProblem(
-                    int(row),
+                    bad,
                     "average_voltage",
-                    f"voltage must be finite and >= 0 V, got {voltage[row]:g} V",
+                    f"voltage must be finite and >= 0 V, got {voltage[bad]:g} V",
                     "invalid voltage",
                 )
             )
     for column in _NONNEGATIVE:
         if column in numeric:
-            for row in np.flatnonzero(numeric[column] < 0):
+            for bad in np.flatnonzero(numeric[column] < 0).tolist():
                 add(
                     RowProblem(
-                        int(row),
+                        bad,
                         column,
-                        f"must be >= 0 {NUMERIC_COLUMNS[column]}, got {numeric[column][row]:g}",
+                        f"must be >= 0 {NUMERIC_COLUMNS[column]}, got {numeric[column][bad]:g}",
                         "negative capacity",
                     )
                 )

@@ -71,5 +71,5 @@ class EnsembleModel(Model):
             mvn = MultitaskMultivariateNormal(mean, covariance, interleaved=True)
         posterior = GPyTorchPosterior(mvn)
         if posterior_transform is not None:
-            return posterior_transform(posterior)  # type: ignore[return-value]
+            return posterior_transform(posterior)
         return posterior

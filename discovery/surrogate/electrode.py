@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from discovery.chemistry.capacity import insertion_pair
 from discovery.chemistry.ions import DEFAULT_IONS, IonTable
+from discovery.chemistry.pairs import insertion_pairs
 from discovery.errors import MissingColumnsError
 from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig
 
@@ -92,13 +92,9 @@ def predict_electrodes(
     features = electrode_features(frame, ions)
     model.check_features(features.names)
     prediction = model.predict(features.values)
-    capacity = np.array(
-        [
-            insertion_pair(c, d, i, ions).capacity_grav_mah_g
-            for c, d, i in zip(frame["formula_charge"], frame["formula_discharge"], frame["working_ion"])
-        ],
-        dtype=np.float64,
-    )
+    capacity = insertion_pairs(
+        frame["formula_charge"], frame["formula_discharge"], frame["working_ion"], ions
+    ).capacity_grav_mah_g
     added: dict[str, np.ndarray] = {}
     for t, target in enumerate(model.target_names):
         mean_col, std_col = prediction_columns(target)

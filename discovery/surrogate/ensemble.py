@@ -17,8 +17,10 @@ from __future__ import annotations
 
 __all__ = ["DeepEnsemble", "EnsembleConfig", "Prediction"]
 
+import itertools
 import json
 import math
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -66,6 +68,8 @@ class EnsembleConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     beta_nll: float = 0.5
+    dropout: float = 0.0
+    stop_on: str = "nll"
     val_fraction: float = 0.1
     bootstrap: bool = True
     calibrate: bool = True
@@ -76,6 +80,10 @@ class EnsembleConfig:
             raise ValueError(f"members must be >= 1, got {self.members}")
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must list positive widths, got {self.hidden}")
+        if self.stop_on not in ("nll", "mse"):
+            raise ValueError(f"stop_on must be 'nll' or 'mse', got {self.stop_on!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
 
@@ -105,16 +113,17 @@ class Prediction:
 class _StackedMLP(nn.Module):
     """M independent MLPs ``d -> hidden... -> 2T`` whose weights are stacked on axis 0."""
 
-    def __init__(self, members: int, d_in: int, hidden: Sequence[int], n_out: int) -> None:
+    def __init__(
+        self, members: int, d_in: int, hidden: Sequence[int], n_out: int, dropout: float = 0.0
+    ) -> None:
         super().__init__()
+        self.dropout = dropout
         widths = [d_in, *hidden, 2 * n_out]
         self.members = members
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(members, a, b)) for a, b in zip(widths[:-1], widths[1:])
+            nn.Parameter(torch.empty(members, a, b)) for a, b in itertools.pairwise(widths)
         )
-        self.biases = nn.ParameterList(
-            nn.Parameter(torch.empty(members, b)) for b in widths[1:]
-        )
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(members, b)) for b in widths[1:])
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Member-wise initialization as ``nn.Linear`` does (uniform ±1/sqrt(fan_in))."""
@@ -131,7 +140,10 @@ class _StackedMLP(nn.Module):
         z = (x @ w0.permute(1, 0, 2).reshape(d, m * h)).view(-1, m, h).transpose(0, 1)
         z = z + b0.unsqueeze(1)
         for w, b in zip(self.weights[1:], self.biases[1:]):
-            z = torch.baddbmm(b.unsqueeze(1), nn.functional.silu(z), w)
+            a = nn.functional.silu(z)
+            if self.dropout > 0:
+                a = nn.functional.dropout(a, self.dropout, self.training)
+            z = torch.baddbmm(b.unsqueeze(1), a, w)
         return z
 
 
@@ -219,7 +231,7 @@ class DeepEnsemble:
         ys = (torch.from_numpy(y) - self._scalers.y_mean) / self._scalers.y_std
 
         generator = torch.Generator().manual_seed(cfg.seed)
-        self._net = _StackedMLP(cfg.members, len(self._used), cfg.hidden, y.shape[1])
+        self._net = _StackedMLP(cfg.members, len(self._used), cfg.hidden, y.shape[1], cfg.dropout)
         self._net.reset_parameters(generator)
         self._train(xs, ys, torch.from_numpy(train_rows), torch.from_numpy(val_rows), generator)
         if cfg.calibrate:
@@ -238,7 +250,9 @@ class DeepEnsemble:
             weights = torch.poisson(torch.ones(m, len(train)), generator=generator)
         else:
             weights = torch.ones(m, len(train))
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(
+            net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
         best = [p.detach().clone() for p in net.parameters()]
         best_loss = torch.full((m,), math.inf)
         best_epoch = torch.zeros(m, dtype=torch.long)
@@ -263,8 +277,11 @@ class DeepEnsemble:
             net.eval()
             with torch.no_grad():
                 mu, var = self._split(net(x_val))
-                nll = 0.5 * (torch.log(var) + (y_val - mu) ** 2 / var) * mask_val
-                val_loss = nll.sum(dim=(1, 2)) / mask_val.sum().clamp_min(1)
+                if cfg.stop_on == "nll":
+                    loss = 0.5 * (torch.log(var) + (y_val - mu) ** 2 / var) * mask_val
+                else:
+                    loss = (y_val - mu) ** 2 * mask_val
+                val_loss = loss.sum(dim=(1, 2)) / mask_val.sum().clamp_min(1)
                 improved = val_loss < best_loss - 1e-4
                 best_loss = torch.where(improved, val_loss, best_loss)
                 best_epoch = torch.where(improved, epoch, best_epoch)
@@ -361,7 +378,11 @@ class DeepEnsemble:
             return
         missing = [n for n in self.feature_names if n not in set(names)]
         extra = [n for n in names if n not in set(self.feature_names)]
-        detail = f"missing {missing[:5]}, unexpected {extra[:5]}" if missing or extra else "order differs"
+        detail = (
+            f"missing {missing[:5]}, unexpected {extra[:5]}"
+            if missing or extra
+            else "order differs"
+        )
         raise FeatureMismatchError(
             f"the model was trained on {len(self.feature_names)} features and got {len(names)}: "
             f"{detail} (featurize with the same discovery version, or retrain)"
@@ -424,6 +445,11 @@ class DeepEnsemble:
             )
         try:
             tensors = torch.load(weights_path, weights_only=True, map_location="cpu")
+        except pickle.UnpicklingError as exc:
+            raise ModelFileError(
+                f"{weights_path}: refused to load, it holds objects other than tensors ({exc})"
+            ) from exc
+        try:
             config_fields = dict(manifest["config"])
             config_fields["hidden"] = tuple(config_fields["hidden"])
             model = cls(EnsembleConfig(**config_fields))
@@ -439,10 +465,14 @@ class DeepEnsemble:
                 calibration=tensors["calibration"],
             )
             cfg = model.config
-            net = _StackedMLP(cfg.members, len(model._used), cfg.hidden, len(model.target_names))
+            net = _StackedMLP(
+                cfg.members, len(model._used), cfg.hidden, len(model.target_names), cfg.dropout
+            )
             net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-            raise ModelFileError(f"{directory}: incomplete or inconsistent model files ({exc})") from exc
+            raise ModelFileError(
+                f"{directory}: incomplete or inconsistent model files ({exc})"
+            ) from exc
         net.eval().requires_grad_(False)
         model._net = net
         training = manifest.get("training", {})
