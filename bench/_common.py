@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ def shared_csv_or_exit() -> Path:
     """The shared Materials Project table; exits with a message when it is absent."""
     if not SHARED_CSV.is_file():
         raise SystemExit(f"skipped: {SHARED_CSV.relative_to(REPO.parent)} is absent")
-    return SHARED_CSV
+    return Path(os.path.relpath(SHARED_CSV))  # relative, so printed figures name no machine path
 
 
 def peak_rss_gib() -> float:

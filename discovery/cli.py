@@ -120,7 +120,7 @@ def train(
     targets: Annotated[
         str, typer.Option(help="Learned targets, comma-separated column names.")
     ] = "average_voltage",
-    max_epochs: Annotated[int, typer.Option(min=1, help="Upper bound on epochs.")] = 400,
+    max_epochs: Annotated[int, typer.Option(min=1, help="Upper bound on epochs.")] = 150,
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="Drop invalid rows instead of failing.")
     ] = False,
@@ -173,3 +173,7 @@ def predict(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

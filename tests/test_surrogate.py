@@ -179,3 +179,26 @@ def test_a_botorch_acquisition_runs_on_the_ensemble(
     values = acquisition(pool)
     assert values.shape == (40,)
     assert torch.isfinite(values).all()
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_voltage_model_on_materials_project_is_accurate_and_calibrated(shared_csv: Path) -> None:
+    """A reduced ensemble on a battery_id-grouped split: honest error and 95 % interval coverage.
+
+    The full-size figures (32 members) are in docs/benchmarks.md; this guards against regressions.
+    """
+    from discovery.data import group_split, load_electrodes
+    from discovery.surrogate import predict_electrodes, train_electrode_model
+
+    frame = load_electrodes(shared_csv, drop_invalid=True)
+    train, test = group_split(frame["battery_id"], 0.1, seed=0)
+    assert not set(frame.battery_id.iloc[train]) & set(frame.battery_id.iloc[test])
+    config = EnsembleConfig(members=8, max_epochs=60)
+    model = train_electrode_model(frame.iloc[train].reset_index(drop=True), config=config)
+    predicted = predict_electrodes(model, frame.iloc[test].reset_index(drop=True))
+    error = predicted.voltage_mean - predicted.average_voltage
+    assert error.abs().mean() < 0.5  # V; the 32-member default reaches about 0.37 V
+    coverage = (error.abs() <= 1.96 * predicted.voltage_std).mean()
+    assert 0.9 <= coverage <= 0.99
+    np.testing.assert_allclose(predicted.capacity_grav, predicted.capacity_grav_input, rtol=5e-3)
