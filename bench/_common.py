@@ -44,8 +44,8 @@ def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 
 
 def save(name: str, figures: dict[str, Any]) -> Path:
-    """Write figures as JSON under bench/out/ (ignored by git)."""
+    """Write figures as JSON under bench/out/ (ignored by git); returns the path from the repo root."""
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.json"
     path.write_text(json.dumps(figures, indent=2, default=float) + "\n")
-    return path
+    return path.relative_to(REPO)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench._common import REPO, peak_rss_gib, print_table, save, shared_csv_or_exit
+from bench._common import peak_rss_gib, print_table, save, shared_csv_or_exit
 from discovery.data import load_electrodes
 from discovery.features import electrode_features
 from discovery.surrogate import DeepEnsemble, EnsembleConfig
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ["seconds", "rows/s", "input GiB", "peak RSS GiB"],
         [[seconds, figures["rows_per_s"], figures["input_gib"], figures["peak_rss_gib"]]],
     )
-    print(f"figures saved to {save('inference', figures).relative_to(REPO)}")
+    print(f"figures saved to {save('inference', figures)}")
     return figures
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench._common import REPO, print_table, save, shared_csv_or_exit
+from bench._common import print_table, save, shared_csv_or_exit
 from discovery.data import group_split, load_electrodes, random_split
 from discovery.features import electrode_features
 from discovery.surrogate import DeepEnsemble, EnsembleConfig
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         [[timing["stacked_s"], timing["sequential_s"], timing["speedup"]]],
     )
     figures = {"accuracy": acc, "training": timing, "config": config.__dict__}
-    print(f"\nfigures saved to {save('surrogate', figures).relative_to(REPO)}")
+    print(f"\nfigures saved to {save('surrogate', figures)}")
     return figures
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 from discovery.chemistry.ions import DEFAULT_IONS, IonTable
 from discovery.chemistry.pairs import insertion_pairs
 from discovery.errors import MissingColumnsError
+from discovery.features import electrode_features
 from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig
 
 #: The default learned target: average voltage vs the working-ion metal, in V.
@@ -52,8 +53,6 @@ def train_electrode_model(
     missing = [t for t in targets if t not in frame.columns]
     if missing:
         raise MissingColumnsError("training data", missing, [str(c) for c in frame.columns])
-    from discovery.features import electrode_features
-
     features = electrode_features(frame, ions)
     y = frame[list(targets)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
     metadata = {
@@ -87,8 +86,6 @@ def predict_electrodes(
     (Wh/kg) and ``energy_grav_std`` (Wh/kg). An input column of the same name is kept as
     ``<name>_input``.
     """
-    from discovery.features import electrode_features
-
     features = electrode_features(frame, ions)
     model.check_features(features.names)
     prediction = model.predict(features.values)

@@ -56,6 +56,7 @@ class EnsembleConfig:
         val_fraction: fraction of rows (whole ``battery_id`` groups) held out for early stopping
             and recalibration.
         dropout: dropout probability on hidden activations during training.
+        activation: hidden-layer nonlinearity, ``"silu"`` or ``"relu"``.
         stop_on: validation criterion of early stopping: ``"mse"`` of each member's mean (the
             default: the Gaussian NLL bottoms out long before the mean has converged) or ``"nll"``.
         exclude_prefixes: features whose names start with one of these are not used. The default
@@ -75,6 +76,7 @@ class EnsembleConfig:
     weight_decay: float = 1e-4
     beta_nll: float = 0.5
     dropout: float = 0.0
+    activation: str = "silu"
     stop_on: str = "mse"
     exclude_prefixes: tuple[str, ...] = ("charge:",)
     val_fraction: float = 0.1
@@ -89,6 +91,8 @@ class EnsembleConfig:
             raise ValueError(f"hidden must list positive widths, got {self.hidden}")
         if self.stop_on not in ("nll", "mse"):
             raise ValueError(f"stop_on must be 'nll' or 'mse', got {self.stop_on!r}")
+        if self.activation not in ("silu", "relu"):
+            raise ValueError(f"activation must be 'silu' or 'relu', got {self.activation!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.val_fraction < 0.5:
@@ -117,14 +121,24 @@ class Prediction:
         return self.mean[:, t], self.std[:, t]
 
 
+_ACTIVATIONS = {"silu": nn.functional.silu, "relu": nn.functional.relu}
+
+
 class _StackedMLP(nn.Module):
     """M independent MLPs ``d -> hidden... -> 2T`` whose weights are stacked on axis 0."""
 
     def __init__(
-        self, members: int, d_in: int, hidden: Sequence[int], n_out: int, dropout: float = 0.0
+        self,
+        members: int,
+        d_in: int,
+        hidden: Sequence[int],
+        n_out: int,
+        dropout: float = 0.0,
+        activation: str = "silu",
     ) -> None:
         super().__init__()
         self.dropout = dropout
+        self.activation = _ACTIVATIONS[activation]
         widths = [d_in, *hidden, 2 * n_out]
         self.members = members
         self.weights = nn.ParameterList(
@@ -144,10 +158,11 @@ class _StackedMLP(nn.Module):
         """``x``: (N, d) standardized inputs shared by all members -> (M, N, 2T) raw outputs."""
         w0, b0 = self.weights[0], self.biases[0]
         m, d, h = w0.shape
-        z = (x @ w0.permute(1, 0, 2).reshape(d, m * h)).view(-1, m, h).transpose(0, 1)
-        z = z + b0.unsqueeze(1)
+        # One GEMM for all members' first layers, bias fused: (N, d) @ (d, M·h) -> (M, N, h).
+        z = torch.addmm(b0.reshape(1, m * h), x, w0.permute(1, 0, 2).reshape(d, m * h))
+        z = z.view(-1, m, h).transpose(0, 1)
         for w, b in zip(self.weights[1:], self.biases[1:]):
-            a = nn.functional.silu(z)
+            a = self.activation(z)
             if self.dropout > 0:
                 a = nn.functional.dropout(a, self.dropout, self.training)
             z = torch.baddbmm(b.unsqueeze(1), a, w)
@@ -240,7 +255,9 @@ class DeepEnsemble:
         ys = (torch.from_numpy(y) - self._scalers.y_mean) / self._scalers.y_std
 
         generator = torch.Generator().manual_seed(cfg.seed)
-        self._net = _StackedMLP(cfg.members, len(self._used), cfg.hidden, y.shape[1], cfg.dropout)
+        self._net = _StackedMLP(
+            cfg.members, len(self._used), cfg.hidden, y.shape[1], cfg.dropout, cfg.activation
+        )
         self._net.reset_parameters(generator)
         self._train(xs, ys, torch.from_numpy(train_rows), torch.from_numpy(val_rows), generator)
         if cfg.calibrate:
@@ -357,9 +374,13 @@ class DeepEnsemble:
         return mu.reshape(-1, *batch, t), var.reshape(-1, *batch, t)
 
     def predict(
-        self, x: np.ndarray, *, feature_names: Sequence[str] | None = None, chunk_rows: int = 65536
+        self, x: np.ndarray, *, feature_names: Sequence[str] | None = None, chunk_rows: int = 2048
     ) -> Prediction:
-        """Predict the calibrated mixture for rows of raw features ``x`` (n, d), in chunks."""
+        """Predict the calibrated mixture for rows of raw features ``x`` (n, d), in chunks.
+
+        Small chunks keep the (M, chunk, hidden) activations in cache; 2,048 rows measured
+        fastest on 2 cores (large chunks spend their time faulting in fresh pages).
+        """
         if feature_names is not None:
             self.check_features(feature_names)
         x = np.asarray(x, dtype=np.float32)
@@ -478,7 +499,12 @@ class DeepEnsemble:
             )
             cfg = model.config
             net = _StackedMLP(
-                cfg.members, len(model._used), cfg.hidden, len(model.target_names), cfg.dropout
+                cfg.members,
+                len(model._used),
+                cfg.hidden,
+                len(model.target_names),
+                cfg.dropout,
+                cfg.activation,
             )
             net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
