@@ -69,7 +69,7 @@ class EnsembleConfig:
 
     members: int = 32
     hidden: tuple[int, ...] = (96, 96, 96)
-    max_epochs: int = 150
+    max_epochs: int = 120
     patience: int = 20
     batch_size: int = 256
     learning_rate: float = 6e-3
