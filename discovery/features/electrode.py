@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 
 from discovery.chemistry.formula import ELEMENTS
 from discovery.chemistry.ions import DEFAULT_IONS, ION_DESCRIPTORS, IonTable
-from discovery.chemistry.pairs import match_pairs, parse_pairs
+from discovery.chemistry.pairs import InsertionPairs, match_pairs, parse_pairs
 from discovery.errors import MissingColumnsError
 from discovery.features.magpie import MAGPIE_COLUMNS, magpie_from_parsed
 
@@ -64,10 +64,13 @@ class ElectrodeFeatures:
     Attributes:
         values: float32 array of shape (n, d), rows in the order of the input frame.
         names: the d feature names (see the module docstring for the blocks).
+        pairs: the exact pair quantities of the n rows (capacity in mAh/g, x inserted, ...),
+            computed on the way, so callers need not parse the formulas again.
     """
 
     values: NDArray[np.float32]
     names: tuple[str, ...]
+    pairs: InsertionPairs
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -147,4 +150,4 @@ def electrode_features(frame: pd.DataFrame, ions: IonTable = DEFAULT_IONS) -> El
         nan = np.isnan(rows)
         if nan.any():
             np.putmask(rows, nan, 0.0)
-    return ElectrodeFeatures(values=values, names=names)
+    return ElectrodeFeatures(values=values, names=names, pairs=pairs)

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from discovery.chemistry.ions import DEFAULT_IONS, IonTable
-from discovery.chemistry.pairs import insertion_pairs
 from discovery.errors import MissingColumnsError
 from discovery.features import electrode_features
 from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig
@@ -89,9 +88,7 @@ def predict_electrodes(
     features = electrode_features(frame, ions)
     model.check_features(features.names)
     prediction = model.predict(features.values)
-    capacity = insertion_pairs(
-        frame["formula_charge"], frame["formula_discharge"], frame["working_ion"], ions
-    ).capacity_grav_mah_g
+    capacity = features.pairs.capacity_grav_mah_g
     added: dict[str, np.ndarray] = {}
     for t, target in enumerate(model.target_names):
         mean_col, std_col = prediction_columns(target)

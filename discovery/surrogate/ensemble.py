@@ -140,7 +140,6 @@ class _StackedMLP(nn.Module):
         self.dropout = dropout
         self.activation = _ACTIVATIONS[activation]
         widths = [d_in, *hidden, 2 * n_out]
-        self.members = members
         self.weights = nn.ParameterList(
             nn.Parameter(torch.empty(members, a, b)) for a, b in itertools.pairwise(widths)
         )
@@ -255,13 +254,11 @@ class DeepEnsemble:
         ys = (torch.from_numpy(y) - self._scalers.y_mean) / self._scalers.y_std
 
         generator = torch.Generator().manual_seed(cfg.seed)
-        self._net = _StackedMLP(
-            cfg.members, len(self._used), cfg.hidden, y.shape[1], cfg.dropout, cfg.activation
-        )
+        self._net = self._build_net()
         self._net.reset_parameters(generator)
         self._train(xs, ys, torch.from_numpy(train_rows), torch.from_numpy(val_rows), generator)
         if cfg.calibrate:
-            self._calibrate(xs[val_rows], ys[val_rows])
+            self._calibrate(x[val_rows], y[val_rows])
         self.history.seconds = time.perf_counter() - start
         return self
 
@@ -325,18 +322,17 @@ class DeepEnsemble:
         self.history.epochs = epoch
         self.history.best_epoch = best_epoch.tolist()
 
-    def _calibrate(self, x_val: Tensor, y_val: Tensor) -> None:
+    def _calibrate(self, x_val: np.ndarray, y_val: np.ndarray) -> None:
+        """Set the per-target std factor so 95 % of validation residuals lie within ±1.96 σ."""
         scalers = self._require_scalers()
-        with torch.no_grad():
-            mu, var = self._split(self._require_net()(x_val))
-            mean = mu.mean(0)
-            total = var.mean(0) + mu.var(0, unbiased=False)
-            z = ((y_val - mean) / total.sqrt()).abs()
+        scalers.calibration = torch.ones(len(self.target_names))
+        pred = self.predict(x_val)
+        z = np.abs(y_val - pred.mean) / pred.std
         scale = torch.ones(len(self.target_names))
         for t in range(len(self.target_names)):
-            zt = z[:, t][torch.isfinite(z[:, t])]
+            zt = z[:, t][np.isfinite(z[:, t])]
             if len(zt) >= 10:
-                scale[t] = torch.quantile(zt, 0.95) / _Z95
+                scale[t] = float(np.quantile(zt, 0.95)) / _Z95
         scalers.calibration = scale
 
     # ---------------------------------------------------------------- prediction
@@ -482,9 +478,9 @@ class DeepEnsemble:
                 f"{weights_path}: refused to load, it holds objects other than tensors ({exc})"
             ) from exc
         try:
-            config_fields = dict(manifest["config"])
-            config_fields["hidden"] = tuple(config_fields["hidden"])
-            config_fields["exclude_prefixes"] = tuple(config_fields["exclude_prefixes"])
+            config_fields: dict[str, Any] = {  # JSON has lists where the config has tuples
+                k: tuple(v) if isinstance(v, list) else v for k, v in manifest["config"].items()
+            }
             model = cls(EnsembleConfig(**config_fields))
             model.feature_names = tuple(manifest["feature_names"])
             model.target_names = tuple(manifest["target_names"])
@@ -497,15 +493,7 @@ class DeepEnsemble:
                 y_std=tensors["y_std"],
                 calibration=tensors["calibration"],
             )
-            cfg = model.config
-            net = _StackedMLP(
-                cfg.members,
-                len(model._used),
-                cfg.hidden,
-                len(model.target_names),
-                cfg.dropout,
-                cfg.activation,
-            )
+            net = model._build_net()
             net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise ModelFileError(
@@ -520,6 +508,18 @@ class DeepEnsemble:
         return model
 
     # ------------------------------------------------------------------- helpers
+    def _build_net(self) -> _StackedMLP:
+        """An untrained network shaped by the config, the used features and the targets."""
+        cfg = self.config
+        return _StackedMLP(
+            cfg.members,
+            len(self._used),
+            cfg.hidden,
+            len(self.target_names),
+            cfg.dropout,
+            cfg.activation,
+        )
+
     def _require_net(self) -> _StackedMLP:
         if self._net is None:
             raise RuntimeError("the ensemble is not trained; call fit() or load() first")
