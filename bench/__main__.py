@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.bench_features", "bench.bench_surrogate", "bench.bench_inference")
+BENCHMARKS = (
+    "bench.bench_features",
+    "bench.bench_surrogate",
+    "bench.bench_inference",
+    "bench.bench_space",
+    "bench.bench_campaign",
+)
 
 
 def main() -> int:

@@ -170,6 +170,146 @@ def predict(
     typer.echo(f"wrote {len(result)} predictions to {out}")
 
 
+# ---------------------------------------------------------------------------- campaigns
+@app.command()
+@_user_errors
+def schema() -> None:
+    """Print the JSON schema of campaign files."""
+    import json
+
+    from discovery.campaign import campaign_schema
+
+    typer.echo(json.dumps(campaign_schema(), indent=2))
+
+
+@app.command()
+@_user_errors
+def validate(
+    campaign: Annotated[Path, typer.Argument(help="Campaign file (YAML).")],
+) -> None:
+    """Check a campaign file without running anything (exit 2 with file:line field: reason)."""
+    from discovery.campaign import load_campaign
+
+    spec = load_campaign(campaign)
+    typer.echo(
+        f"{campaign}: ok (campaign {spec.name!r}, {spec.space.kind} space, oracle {spec.oracle.name!r})"
+    )
+
+
+@app.command()
+@_user_errors
+def run(
+    campaign: Annotated[Path, typer.Argument(help="Campaign file (YAML).")],
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Work directory (default: the file's `workdir`, else runs/<name>)."),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait/--no-wait", help="Wait for oracle results, or exit until they come."),
+    ] = True,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between oracle polls.")] = 2.0,
+    propose_ahead: Annotated[
+        bool, typer.Option("--propose-ahead", help="Propose the next batch while one is still out.")
+    ] = False,
+    max_rounds: Annotated[
+        int | None, typer.Option(help="Start at most this many new rounds, then stop.")
+    ] = None,
+) -> None:
+    """Run or resume a campaign: train, propose, ask the oracle, record, repeat."""
+    from discovery.campaign import Campaign
+    from discovery.campaign.progress import RichReporter
+
+    camp = Campaign.from_file(campaign, workdir=workdir, reporter=RichReporter())
+    outcome = camp.run(
+        wait=wait, poll_interval_s=poll_interval, propose_ahead=propose_ahead, max_rounds=max_rounds
+    )
+    typer.echo(
+        f"{outcome.message} ({outcome.rounds_complete} round(s) complete, "
+        f"{outcome.oracle_calls} oracle call(s)); work directory: {camp.workdir}"
+    )
+
+
+@app.command()
+@_user_errors
+def status(
+    workdir: Annotated[Path, typer.Argument(help="Campaign work directory.")],
+    top: Annotated[int, typer.Option(help="Best candidates shown per ion.")] = 3,
+) -> None:
+    """Rounds, pending jobs, best candidates per ion and the hypervolume trace of a campaign."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from discovery.campaign import campaign_status
+
+    st = campaign_status(workdir, top=top)
+    console = Console()
+    c = st.counts
+    console.print(
+        f"[bold]{st.name}[/bold]: {len(st.rounds)} round(s), {c['submissions']} oracle call(s), "
+        f"{c['results_ok']} ok, {c['results_failed']} failed, {c['results_rejected']} rejected, "
+        f"{c['open_jobs']} pending",
+        highlight=False,
+    )
+    rounds = Table(title="rounds")
+    for col in ("round", "strategy", "state", "results", "hypervolume", "voltage MAE (V)"):
+        rounds.add_column(col)
+    for r in st.rounds.itertuples():
+        m = r.metrics
+        rounds.add_row(
+            str(r.round),
+            str(r.strategy),
+            r.state,
+            str(m.get("results_ok", "")),
+            _fmt(m.get("hypervolume")),
+            _fmt(m.get("voltage_mae_v")),
+        )
+    console.print(rounds)
+    if len(st.open_jobs):
+        console.print(
+            f"pending jobs: {', '.join(st.open_jobs['job_id'].astype(str))}", highlight=False
+        )
+    if len(st.best):
+        best = Table(title=f"best measured per ion (top {top} by specific energy)")
+        for col in ("ion", "charge", "discharge", "V", "mAh/g", "Wh/kg", "round"):
+            best.add_column(col)
+        for r in st.best.itertuples():
+            best.add_row(
+                r.working_ion,
+                r.formula_charge,
+                r.formula_discharge,
+                _fmt(r.average_voltage),
+                _fmt(r.capacity_grav),
+                _fmt(r.energy_grav),
+                str(r.round),
+            )
+        console.print(best)
+    if len(st.hypervolume):
+        trace = ", ".join(
+            f"{int(r.round)}: {r.hypervolume:.4g}" for r in st.hypervolume.itertuples()
+        )
+        console.print(
+            f"hypervolume by round (reference point {st.reference_point}): {trace}", highlight=False
+        )
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else ""
+
+
+@app.command()
+@_user_errors
+def export(
+    workdir: Annotated[Path, typer.Argument(help="Campaign work directory.")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+) -> None:
+    """Write pareto.csv/.json/.png/.html, history.csv and hypervolume.csv."""
+    from discovery.campaign import export_campaign
+
+    paths = export_campaign(workdir, out)
+    typer.echo(f"wrote {len(paths)} file(s) to {out}: {', '.join(p.name for p in paths)}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

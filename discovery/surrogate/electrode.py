@@ -16,7 +16,7 @@ __all__ = [
 ]
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,7 @@ def train_electrode_model(
     targets: Sequence[str] = (VOLTAGE,),
     config: EnsembleConfig | None = None,
     ions: IonTable = DEFAULT_IONS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DeepEnsemble:
     """Featurize a validated electrode table and train a deep ensemble on ``targets``.
 
@@ -66,6 +67,7 @@ def train_electrode_model(
         target_names=list(targets),
         groups=frame["battery_id"].astype(str).to_numpy(),
         metadata=metadata,
+        progress=progress,
     )
 
 

@@ -22,7 +22,7 @@ import json
 import math
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +211,7 @@ class DeepEnsemble:
         target_names: Sequence[str],
         groups: Sequence[object] | np.ndarray,
         metadata: dict[str, Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> DeepEnsemble:
         """Train all members together.
 
@@ -221,6 +222,7 @@ class DeepEnsemble:
             target_names: the T target names.
             groups: n group labels (``battery_id``); validation takes whole groups.
             metadata: JSON-serializable facts stored in the manifest (ions, data hash, ...).
+            progress: called as ``progress(epoch, max_epochs)`` after every epoch (progress bars).
         """
         cfg = self.config
         x = np.asarray(x, dtype=np.float32)
@@ -256,14 +258,22 @@ class DeepEnsemble:
         generator = torch.Generator().manual_seed(cfg.seed)
         self._net = self._build_net()
         self._net.reset_parameters(generator)
-        self._train(xs, ys, torch.from_numpy(train_rows), torch.from_numpy(val_rows), generator)
+        self._train(
+            xs, ys, torch.from_numpy(train_rows), torch.from_numpy(val_rows), generator, progress
+        )
         if cfg.calibrate:
             self._calibrate(x[val_rows], y[val_rows])
         self.history.seconds = time.perf_counter() - start
         return self
 
     def _train(
-        self, xs: Tensor, ys: Tensor, train: Tensor, val: Tensor, generator: torch.Generator
+        self,
+        xs: Tensor,
+        ys: Tensor,
+        train: Tensor,
+        val: Tensor,
+        generator: torch.Generator,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         cfg, net = self.config, self._require_net()
         m = cfg.members
@@ -299,6 +309,8 @@ class DeepEnsemble:
                 per_member.sum().backward()
                 opt.step()
             schedule.step()
+            if progress is not None:
+                progress(epoch, cfg.max_epochs)
             net.eval()
             with torch.no_grad():
                 mu, var = self._split(net(x_val))

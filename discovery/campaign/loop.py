@@ -1,0 +1,738 @@
+"""The campaign loop: train, propose, submit, collect, retrain, with every step in the ledger.
+
+A round moves through the states ``started -> proposed -> submitted -> complete`` and each move is
+one ledger transaction, so :meth:`Campaign.run` can be killed at any moment and run again on the same
+work directory: it finds the first unfinished step and continues from there. A round's model is
+saved before its proposals are made, so a resumed round reuses it; proposals are recorded before
+they are submitted, and submissions carry idempotency keys, so a resumed round never proposes a
+different batch or submits a candidate twice.
+
+Budget: ``budget.rounds`` counts rounds (the initial random design, when there is one, is round 0
+and counts), ``budget.oracle_calls`` counts candidates handed to the oracle. The campaign stops at
+whichever comes first, or when no candidate is left.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Campaign", "RunOutcome"]
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from discovery.campaign.ledger import Ledger
+from discovery.campaign.lock import WorkdirLock
+from discovery.campaign.progress import Reporter
+from discovery.errors import DiscoveryError
+from discovery.oracles.base import OracleContext, Request, Result
+
+if TYPE_CHECKING:
+    from discovery.campaign.spec import CampaignSpec
+    from discovery.oracles.base import Oracle
+    from discovery.surrogate import DeepEnsemble
+
+LEDGER_FILE = "ledger.sqlite"
+#: Spec sections that may change between runs of one work directory (anything else is refused).
+RESUMABLE_CHANGES = ("budget", "compute", "workdir")
+_CORE = ("working_ion", "formula_charge", "formula_discharge")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How :meth:`Campaign.run` ended.
+
+    Attributes:
+        state: ``finished`` (budget spent or no candidate left, nothing outstanding), ``waiting``
+            (jobs are out and ``wait=False`` or the wait timed out; run again later) or ``stopped``
+            (``max_rounds`` reached with budget left).
+        rounds_complete: rounds whose every job is answered.
+        oracle_calls: candidates submitted so far.
+        message: one line for people.
+    """
+
+    state: Literal["finished", "waiting", "stopped"]
+    rounds_complete: int
+    oracle_calls: int
+    message: str
+
+
+def resolve(path: Path, base_dir: Path) -> Path:
+    """``path`` if absolute, else relative to ``base_dir`` (the campaign file's directory)."""
+    return path if path.is_absolute() else base_dir / path
+
+
+class Campaign:
+    """One campaign: a validated spec, its work directory and ledger, its oracle."""
+
+    def __init__(
+        self,
+        spec: CampaignSpec,
+        *,
+        base_dir: str | Path = ".",
+        workdir: str | Path | None = None,
+        reporter: Reporter | None = None,
+        oracle: Oracle | None = None,
+    ) -> None:
+        """``oracle``: an oracle object to use instead of creating ``spec.oracle`` (Python API and
+        tests; its ``name`` is what the ledger records)."""
+        self.spec = spec
+        self._given_oracle = oracle
+        self.base_dir = Path(base_dir)
+        if workdir is not None:
+            self.workdir = Path(workdir)
+        elif spec.workdir is not None:
+            self.workdir = resolve(Path(spec.workdir), self.base_dir)
+        else:
+            self.workdir = self.base_dir / "runs" / spec.name
+        self.report = reporter or Reporter()
+        self.ions = spec.ion_table()
+        self.targets = list(spec.surrogate.targets)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        workdir: str | Path | None = None,
+        reporter: Reporter | None = None,
+    ) -> Campaign:
+        """Load and validate a campaign file (see :func:`discovery.campaign.load_campaign`)."""
+        from discovery.campaign.loader import load_campaign
+
+        path = Path(path)
+        return cls(load_campaign(path), base_dir=path.parent, workdir=workdir, reporter=reporter)
+
+    # ================================================================== running
+    def run(
+        self,
+        *,
+        wait: bool = True,
+        poll_interval_s: float = 2.0,
+        wait_timeout_s: float | None = None,
+        propose_ahead: bool = False,
+        max_rounds: int | None = None,
+    ) -> RunOutcome:
+        """Run (or resume) the campaign until the budget is spent.
+
+        Args:
+            wait: wait for outstanding oracle jobs (polling every ``poll_interval_s`` seconds); with
+                ``False`` the call returns ``waiting`` as soon as it would have to wait.
+            wait_timeout_s: stop waiting after this many seconds (``waiting``); None: no limit.
+            propose_ahead: propose and submit the next round while the previous one still has jobs
+                out (those candidates are passed to the acquisition as pending points); at most one
+                round ahead.
+            max_rounds: start at most this many new rounds in this call (``stopped``).
+        """
+        _check_writable(self.workdir)
+        with WorkdirLock(self.workdir):
+            self.ledger = Ledger(self.workdir / LEDGER_FILE)
+            self.oracle: Oracle | None = self._given_oracle
+            try:
+                self._check_spec()
+                self._prepare()
+                return self._loop(wait, poll_interval_s, wait_timeout_s, propose_ahead, max_rounds)
+            finally:
+                if self.oracle is not None and self._given_oracle is None:
+                    self.oracle.close()
+                self.ledger.close()
+
+    def _check_spec(self) -> None:
+        """A new work directory records the spec; an existing one must hold the same campaign."""
+        current = self.spec.model_dump(mode="json")
+        stored = self.ledger.get_meta("spec")
+        if stored is None:
+            self.ledger.set_meta("spec", current)
+            self.ledger.log("created", name=self.spec.name)
+            return
+        changed = sorted(
+            k
+            for k in set(stored) | set(current)
+            if k not in RESUMABLE_CHANGES and stored.get(k) != current.get(k)
+        )
+        if changed:
+            raise DiscoveryError(
+                f"{self.workdir}: this work directory belongs to a campaign with different "
+                f"{', '.join(changed)}; only {', '.join(RESUMABLE_CHANGES)} may change on resume "
+                "(use a new --workdir for a new campaign)"
+            )
+        self.ledger.set_meta("spec", current)
+        self.ledger.log("resumed", rounds=self.ledger.last_round())
+
+    # ------------------------------------------------------------------ data, pool, oracle
+    def _prepare(self) -> None:
+        from discovery.oracles import make_oracle
+        from discovery.space import candidate_ids
+
+        spec = self.spec
+        self.known = pd.DataFrame(columns=["battery_id", *_CORE, *self.targets])
+        if spec.initial_data is not None:
+            from discovery.data import load_electrodes
+
+            init = spec.initial_data
+            table = load_electrodes(
+                resolve(Path(init.path), self.base_dir),
+                drop_invalid=init.drop_invalid,
+                ions=self.ions,
+            )
+            if init.ions is not None:
+                table = table[table["working_ion"].isin(init.ions)]
+            self.known = table.reset_index(drop=True)
+        self.known_ids = candidate_ids(self.known) if len(self.known) else np.array([], dtype=str)
+        in_scope = self.known["working_ion"].isin(spec.ions).to_numpy()
+        if self.ledger.get_meta("initial_recorded") is None:
+            rows = []
+            scope = self.known[in_scope]
+            values = self._outcomes_of(scope)
+            for cid, (_, row), vals in zip(
+                self.known_ids[in_scope], scope.iterrows(), values.to_dict("records")
+            ):
+                rows.append(
+                    {
+                        "candidate_id": cid,
+                        **{c: row[c] for c in _CORE},
+                        "values": {k: float(v) for k, v in vals.items() if np.isfinite(v)},
+                    }
+                )
+            self.ledger.set_initial(rows)
+            self.ledger.set_meta("initial_recorded", len(rows))
+
+        self.space = None
+        self.pool: pd.DataFrame | None = None
+        if spec.space.kind == "continuous":
+            from discovery.space import ContinuousSpace
+
+            self.space = ContinuousSpace(spec.space, ion_table=self.ions)
+        else:
+            self.report.line("preparing the candidate pool")
+            self.pool = self._load_pool()
+            from discovery.features import electrode_features
+
+            features = electrode_features(self.pool, self.ions)
+            self.pool_features = features.values
+            self.pool_exact = features.pairs.capacity_grav_mah_g.reshape(-1, 1).astype(np.float64)
+            self.pool_index = {c: i for i, c in enumerate(self.pool["candidate_id"])}
+            self.report.line(f"candidate pool: {len(self.pool):,} electrodes")
+
+        if self.oracle is None:
+            context = OracleContext(
+                base_dir=self.base_dir, workdir=self.workdir, ions=self.ions, seed=spec.seed
+            )
+            self.oracle = make_oracle(spec.oracle.name, spec.oracle.options, context)
+
+    def _load_pool(self) -> pd.DataFrame:
+        from discovery.campaign.spec import ContinuousSpaceSpec, TableSpace
+        from discovery.space import generate_pool, load_pool
+
+        space = self.spec.space
+        if isinstance(space, TableSpace):
+            pool = load_pool(
+                resolve(Path(space.path), self.base_dir),
+                self.spec.ions,
+                self.ions,
+                drop_invalid=space.drop_invalid,
+            )
+        else:
+            assert not isinstance(space, ContinuousSpaceSpec)
+            pool = generate_pool(
+                space.frameworks, self.spec.ions, self.ions, max_candidates=space.max_candidates
+            )
+        if len(pool) == 0:
+            raise DiscoveryError(f"space: no candidates for the ions {', '.join(self.spec.ions)}")
+        return pool.reset_index(drop=True)
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(
+        self,
+        wait: bool,
+        poll_interval_s: float,
+        wait_timeout_s: float | None,
+        propose_ahead: bool,
+        max_rounds: int | None,
+    ) -> RunOutcome:
+        ledger = self.ledger
+        started = 0
+        waited_since: float | None = None
+        exhausted = False
+        while True:
+            self._collect()
+            self._complete_rounds()
+            unfinished = [
+                r for r in ledger.open_rounds() if ledger.round_state(r) in ("started", "proposed")
+            ]
+            if unfinished:
+                exhausted |= not self._advance(unfinished[0])
+                continue
+            jobs = ledger.open_jobs()
+            rounds_out = set(jobs["round"]) if len(jobs) else set()
+            calls_left, rounds_left = self._budget_left()
+            can_start = (
+                calls_left > 0
+                and rounds_left > 0
+                and not exhausted
+                and len(rounds_out) < (2 if propose_ahead else 1)
+                and (max_rounds is None or started < max_rounds)
+            )
+            if can_start:
+                round_ = (ledger.last_round() or 0) + (0 if ledger.last_round() is None else 1)
+                ledger.start_round(round_, self._strategy(round_))
+                self.report.line(f"round {round_}: {self._strategy(round_)}")
+                started += 1
+                waited_since = None
+                continue
+            if len(jobs) == 0:
+                if (
+                    max_rounds is not None
+                    and started >= max_rounds
+                    and calls_left > 0
+                    and rounds_left > 0
+                    and not exhausted
+                ):
+                    return self._outcome("stopped", f"stopped after {started} new round(s)")
+                reason = "no candidate left" if exhausted else "budget spent"
+                return self._outcome("finished", f"campaign finished: {reason}")
+            if not wait:
+                return self._outcome("waiting", f"waiting for results of {len(jobs)} job(s)")
+            now = time.monotonic()
+            waited_since = waited_since or now
+            if wait_timeout_s is not None and now - waited_since > wait_timeout_s:
+                return self._outcome(
+                    "waiting", f"still waiting for {len(jobs)} job(s) after {wait_timeout_s:g} s"
+                )
+            self.report.progress(
+                "wait",
+                "waiting for the oracle",
+                ledger.submission_count() - len(jobs),
+                ledger.submission_count(),
+            )
+            time.sleep(poll_interval_s)
+
+    def _outcome(
+        self, state: Literal["finished", "waiting", "stopped"], message: str
+    ) -> RunOutcome:
+        self.report.finish("wait")
+        rounds = self.ledger.rounds()
+        complete = int((rounds["state"] == "complete").sum()) if len(rounds) else 0
+        self.ledger.log(state, message=message)
+        return RunOutcome(state, complete, self.ledger.submission_count(), message)
+
+    def _strategy(self, round_: int) -> str:
+        return (
+            "random"
+            if round_ == 0 and self.spec.budget.initial_random > 0
+            else self.spec.acquisition.strategy
+        )
+
+    def _budget_left(self) -> tuple[float, float]:
+        budget = self.spec.budget
+        calls = (
+            math.inf
+            if budget.oracle_calls is None
+            else budget.oracle_calls - self.ledger.submission_count()
+        )
+        last = self.ledger.last_round()
+        rounds = (
+            math.inf if budget.rounds is None else budget.rounds - (0 if last is None else last + 1)
+        )
+        return calls, rounds
+
+    # ------------------------------------------------------------------ one round's steps
+    def _advance(self, round_: int) -> bool:
+        """Propose (state ``started``) or submit (state ``proposed``); False: no candidate left."""
+        ledger = self.ledger
+        if ledger.round_state(round_) == "started":
+            calls_left, _ = self._budget_left()
+            size = (
+                self.spec.budget.initial_random
+                if self._strategy(round_) == "random" and round_ == 0
+                else self.spec.batch_size
+            )
+            size = int(min(size, calls_left))
+            rows = self._propose(round_, size)
+            if not rows:
+                ledger.set_round_state(round_, "complete", {"note": "no candidate left"})
+                return False
+            ledger.add_proposals(round_, rows)
+            self.report.line(f"round {round_}: proposed {len(rows)} candidate(s)")
+        if ledger.round_state(round_) == "proposed":
+            self._submit(round_)
+        return True
+
+    def _submit(self, round_: int) -> None:
+        assert self.oracle is not None
+        todo = self.ledger.unsubmitted(round_)
+        if len(todo):
+            requests = [
+                Request(
+                    candidate_id=r.candidate_id,
+                    working_ion=r.working_ion,
+                    formula_charge=r.formula_charge,
+                    formula_discharge=r.formula_discharge,
+                    round=round_,
+                    idempotency_key=f"{self.spec.name}/{r.candidate_id}",
+                    predicted=json.loads(r.predicted),
+                )
+                for r in todo.itertuples()
+            ]
+            job_ids = self.oracle.submit(requests)
+            if len(job_ids) != len(requests):
+                raise DiscoveryError(
+                    f"oracle {self.oracle.name!r} returned {len(job_ids)} job ids for "
+                    f"{len(requests)} requests"
+                )
+            self.ledger.add_submissions(
+                [
+                    {
+                        "candidate_id": q.candidate_id,
+                        "job_id": j,
+                        "idempotency_key": q.idempotency_key,
+                        "round": round_,
+                    }
+                    for q, j in zip(requests, job_ids)
+                ],
+                self.oracle.name,
+            )
+        self.ledger.set_round_state(round_, "submitted")
+
+    def _collect(self) -> None:
+        """Record the answers of finished jobs (validated; see :meth:`_check_result`)."""
+        assert self.oracle is not None
+        jobs = self.ledger.open_jobs()
+        if len(jobs) == 0:
+            return
+        by_job = {r.job_id: r for r in jobs.itertuples()}
+        states = self.oracle.poll(list(by_job))
+        finished = [j for j, s in states.items() if s in ("done", "failed") and j in by_job]
+        if not finished:
+            return
+        corrections = bool(getattr(self.oracle, "accepts_corrections", False))
+        n_new = 0
+        for result in self.oracle.collect(finished):
+            job = by_job.get(result.job_id)
+            if job is None or job.candidate_id != result.candidate_id:
+                self.ledger.log(
+                    "unknown_result", job_id=result.job_id, candidate_id=result.candidate_id
+                )
+                continue
+            result, problem = self._check_result(result)
+            if problem is None:
+                n_new += self.ledger.add_result(result, int(job.round))
+                continue
+            self.ledger.add_result(result, int(job.round), status="rejected", message=problem)
+            if not corrections:
+                self.ledger.close_rejected(
+                    result.candidate_id,
+                    result.job_id,
+                    int(job.round),
+                    result.oracle,
+                    result.fidelity,
+                    f"answer rejected: {problem}",
+                )
+        if n_new:
+            self.report.line(f"{n_new} result(s) recorded")
+
+    def _check_result(self, result: Result) -> tuple[Result, str | None]:
+        """Fill capacity and energy from the formulas; return a reason to reject, if any."""
+        if result.status != "ok":
+            return result, None
+        problems = result.problems()
+        values = dict(result.values)
+        if not problems:
+            missing = [t for t in self.targets[:1] if t not in values]
+            if missing:
+                problems.append(f"missing {missing[0]}")
+        if problems:
+            return result, "; ".join(problems)
+        row = self._proposal_row(result.candidate_id)
+        if "capacity_grav" not in values:
+            values["capacity_grav"] = _capacity(row, self.ions)
+        if values["capacity_grav"] < 0:
+            return result, f"capacity_grav: negative ({values['capacity_grav']} mAh/g)"
+        if "energy_grav" not in values and "average_voltage" in values:
+            values["energy_grav"] = values["average_voltage"] * values["capacity_grav"]
+        return Result(**{**result.__dict__, "values": values}), None
+
+    def _proposal_row(self, candidate_id: str) -> dict[str, Any]:
+        frame = self.ledger.proposals()
+        row = frame[frame["candidate_id"] == candidate_id].iloc[0]
+        return {c: row[c] for c in _CORE}
+
+    def _complete_rounds(self) -> None:
+        """Mark submitted rounds with no open job complete, with their metrics."""
+        ledger = self.ledger
+        open_rounds = set(ledger.open_jobs()["round"])
+        for round_ in ledger.open_rounds():
+            if ledger.round_state(round_) != "submitted" or round_ in open_rounds:
+                continue
+            ledger.set_round_state(round_, "complete", self._round_metrics(round_))
+            self.report.line(f"round {round_}: complete")
+
+    def _round_metrics(self, round_: int) -> dict[str, Any]:
+        """Results of the round, the surrogate's error on them, and the hypervolume so far."""
+        from discovery.campaign.report import history, hypervolume_now
+
+        results = self.ledger.results(("ok", "failed"))
+        mine = results[results["round"] == round_]
+        ok = mine[mine["status"] == "ok"]
+        metrics: dict[str, Any] = {
+            "results_ok": len(ok),
+            "results_failed": int((mine["status"] == "failed").sum()),
+        }
+        pred = "predicted_average_voltage_mean"
+        if len(ok) and pred in ok and "average_voltage" in ok:
+            err = ok["average_voltage"] - ok[pred]
+            metrics["voltage_mae_v"] = float(err.abs().mean())
+            std = ok.get("predicted_average_voltage_std")
+            if std is not None:
+                metrics["coverage_95"] = float((err.abs() <= 1.96 * std).mean())
+        hv = hypervolume_now(self.spec, self.ledger, history(self.ledger))
+        if hv is not None:
+            metrics["hypervolume"] = hv
+        return metrics
+
+    # ------------------------------------------------------------------ models and proposals
+    def _training_frame(self) -> pd.DataFrame:
+        results = self.ledger.results(("ok",))
+        parts = [self.known[["battery_id", *_CORE, *[t for t in self.targets if t in self.known]]]]
+        if len(results):
+            answered = results[["candidate_id", *_CORE, *[t for t in self.targets if t in results]]]
+            parts.append(answered.rename(columns={"candidate_id": "battery_id"}))
+        frame = pd.concat(parts, ignore_index=True)
+        for t in self.targets:
+            if t not in frame:
+                frame[t] = np.nan
+        labeled = frame[self.targets].notna().any(axis=1)
+        return frame[labeled].reset_index(drop=True)
+
+    def _model(self, round_: int) -> DeepEnsemble:
+        """The round's ensemble: loaded when already trained (a resumed round), else trained."""
+        from discovery.surrogate import DeepEnsemble, train_electrode_model
+
+        saved, _ = self.ledger.round_model(round_)
+        if saved is not None and (self.workdir / saved / "manifest.json").is_file():
+            return DeepEnsemble.load(self.workdir / saved)
+        frame = self._training_frame()
+        if len(frame) < 10:
+            raise DiscoveryError(
+                f"round {round_}: only {len(frame)} labeled row(s) to train on; give initial_data "
+                "or budget.initial_random (at least 10 rows)"
+            )
+        config = self.spec.surrogate.to_config()
+        config = type(config)(**{**config.__dict__, "seed": self.spec.seed * 1000 + round_})
+        label = f"training {config.members} members on {len(frame):,} rows"
+        model = train_electrode_model(
+            frame,
+            targets=self.targets,
+            config=config,
+            ions=self.ions,
+            progress=lambda e, n: self.report.progress("train", label, e, n),
+        )
+        self.report.finish("train")
+        rel = f"models/round-{round_:03d}"
+        model.save(self.workdir / rel)
+        self.ledger.set_round_model(round_, rel, len(frame))
+        return model
+
+    def _measured_in_scope(self) -> pd.DataFrame:
+        """In-scope initial rows and ok results: formulas and measured outcome values."""
+        from discovery.campaign.report import history
+
+        frame = history(self.ledger)
+        return frame[frame["status"] == "ok"].reset_index(drop=True)
+
+    def _propose(self, round_: int, size: int) -> list[dict[str, Any]]:
+        if size <= 0:
+            return []
+        strategy = self._strategy(round_)
+        proposed = self.ledger.proposed_ids()
+        if round_ == 0 and strategy == "random" and self.spec.budget.initial_random > 0:
+            return self._random_design(size, proposed)
+        model = self._model(round_)
+        from discovery.features import electrode_features
+        from discovery.propose import Objective, OutcomeConstraint
+
+        measured = self._measured_in_scope()
+        if len(measured):
+            base = electrode_features(measured, self.ions)
+            base_x = base.values
+            base_exact = base.pairs.capacity_grav_mah_g.reshape(-1, 1).astype(np.float64)
+        else:
+            n_features = len(model.feature_names)
+            base_x, base_exact = np.zeros((0, n_features), np.float32), np.zeros((0, 1))
+        outcome_cols = [c for c in self.spec.outcome_names() if c in measured]
+        base_values = (
+            measured[outcome_cols].apply(pd.to_numeric, errors="coerce").reset_index(drop=True)
+        )
+        objectives = [Objective(o.name, o.direction) for o in self.spec.objectives]
+        constraints = [OutcomeConstraint(c.name, c.min, c.max) for c in self.spec.constraints]
+        ref = self.spec.reference_point
+        ref_point = list(ref) if isinstance(ref, list) else self.ledger.get_meta("reference_point")
+        acq = self.spec.acquisition
+        common: dict[str, Any] = {
+            "strategy": strategy,
+            "ensemble": model,
+            "baseline_features": base_x,
+            "baseline_exact": base_exact,
+            "baseline_values": base_values,
+            "objectives": objectives,
+            "constraints": constraints,
+            "ref_point": ref_point,
+            "batch_size": size,
+            "mc_samples": acq.mc_samples,
+            "seed": self.spec.seed * 1000 + round_,
+        }
+        open_ids = set(self.ledger.open_jobs()["candidate_id"])
+        self.report.line(f"round {round_}: choosing {size} candidate(s) by {strategy}")
+        if self.space is None:
+            assert self.pool is not None
+            taken = proposed | set(self.known_ids)
+            available = np.array(
+                [i for i, c in enumerate(self.pool["candidate_id"]) if c not in taken],
+                dtype=np.int64,
+            )
+            if len(available) == 0:
+                return []
+            pending = np.array(
+                [self.pool_index[c] for c in open_ids if c in self.pool_index], dtype=np.int64
+            )
+            from discovery.propose import propose_pool
+
+            proposal = propose_pool(
+                pool_features=self.pool_features,
+                pool_exact=self.pool_exact,
+                available=available,
+                pending=pending,
+                shortlist=acq.shortlist,
+                chunk_rows=self.spec.compute.chunk_rows,
+                **common,
+            )
+            chosen = self.pool.iloc[proposal.indices]
+            xs: list[Any] = [None] * len(chosen)
+        else:
+            props = self.ledger.proposals()
+            pending_x = np.array(
+                [
+                    x
+                    for c, x in zip(props["candidate_id"], props["x"])
+                    if c in open_ids and x is not None
+                ]
+            )
+            from discovery.propose import propose_continuous
+
+            proposal = propose_continuous(
+                space=self.space,
+                pending_X=pending_x.reshape(-1, self.space.dim),
+                num_restarts=acq.num_restarts,
+                raw_samples=acq.raw_samples,
+                **common,
+            )
+            assert proposal.X is not None
+            chosen = self.space.to_frame(np.asarray(proposal.X))
+            xs = [list(map(float, x)) for x in np.asarray(proposal.X)]
+        if not isinstance(ref, list) and self.ledger.get_meta("reference_point") is None:
+            self.ledger.set_meta("reference_point", [float(v) for v in proposal.ref_point])
+        predicted = proposal.predicted.reset_index(drop=True)
+        rows, seen = [], set(proposed) | set(self.known_ids)
+        for i, (row, x) in enumerate(zip(chosen.itertuples(), xs)):
+            if row.candidate_id in seen:  # a continuous optimum that rounds onto a known point
+                continue
+            seen.add(row.candidate_id)
+            rows.append(
+                {
+                    "candidate_id": row.candidate_id,
+                    **{c: getattr(row, c) for c in _CORE},
+                    "strategy": strategy,
+                    "acquisition_value": _finite_or_none(proposal.acquisition_value[i]),
+                    "predicted": {k: _finite_or_none(v) for k, v in predicted.iloc[i].items()},
+                    "x": x,
+                }
+            )
+        return rows
+
+    def _random_design(self, size: int, proposed: set[str]) -> list[dict[str, Any]]:
+        """The initial design: ``size`` candidates uniformly at random (seeded)."""
+        rng = np.random.default_rng(self.spec.seed)
+        if self.space is None:
+            assert self.pool is not None
+            taken = proposed | set(self.known_ids)
+            available = np.array(
+                [i for i, c in enumerate(self.pool["candidate_id"]) if c not in taken]
+            )
+            if len(available) == 0:
+                return []
+            chosen = self.pool.iloc[
+                rng.choice(available, size=min(size, len(available)), replace=False)
+            ]
+            xs: list[Any] = [None] * len(chosen)
+        else:
+            points = self.space.sample(size, self.spec.seed)
+            chosen = self.space.to_frame(points)
+            xs = [list(map(float, x)) for x in points]
+        rows, seen = [], set(proposed) | set(self.known_ids)
+        for row, x in zip(chosen.itertuples(), xs):
+            if row.candidate_id in seen:
+                continue
+            seen.add(row.candidate_id)
+            rows.append(
+                {
+                    "candidate_id": row.candidate_id,
+                    **{c: getattr(row, c) for c in _CORE},
+                    "strategy": "random",
+                    "acquisition_value": None,
+                    "predicted": {},
+                    "x": x,
+                }
+            )
+        return rows
+
+    def _outcomes_of(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Measured outcome values of table rows: targets, exact capacity, energy = V·C."""
+        out = pd.DataFrame(index=frame.index)
+        for t in self.targets:
+            if t in frame:
+                out[t] = pd.to_numeric(frame[t], errors="coerce")
+        if len(frame):
+            from discovery.chemistry.pairs import insertion_pairs
+
+            pairs = insertion_pairs(
+                frame["formula_charge"], frame["formula_discharge"], frame["working_ion"], self.ions
+            )
+            out["capacity_grav"] = pairs.capacity_grav_mah_g
+        else:
+            out["capacity_grav"] = pd.Series(dtype=float)
+        if "average_voltage" in out:
+            out["energy_grav"] = out["average_voltage"] * out["capacity_grav"]
+        return out
+
+
+def _capacity(row: dict[str, Any], ions: Any) -> float:
+    from discovery.chemistry.capacity import insertion_pair
+
+    pair = insertion_pair(row["formula_charge"], row["formula_discharge"], row["working_ion"], ions)
+    return float(pair.capacity_grav_mah_g)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _check_writable(workdir: Path) -> None:
+    """Fail before any oracle call when the work directory cannot be written."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise DiscoveryError(
+            f"{workdir}: work directory is not writable ({exc.strerror or exc})"
+        ) from exc

@@ -1,0 +1,153 @@
+"""The oracle protocol: what a campaign asks (requests) and what comes back (results).
+
+An oracle is asynchronous by nature (a DFT job or a lab experiment takes hours): :meth:`Oracle.submit`
+hands over a batch and returns one job id per request, :meth:`Oracle.poll` says which jobs are done,
+and :meth:`Oracle.collect` returns the results of finished jobs. A synchronous oracle is the special
+case whose jobs are done as soon as they are submitted.
+
+Submission is idempotent: every request carries an ``idempotency_key`` (campaign name and candidate
+id), and submitting the same key again must return the same job id without starting a second
+calculation. The campaign relies on this when it resumes after a crash between handing a batch to
+the oracle and recording the job ids.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "JobStatus",
+    "Oracle",
+    "OracleContext",
+    "Request",
+    "Result",
+    "utc_now",
+]
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from discovery.chemistry.ions import DEFAULT_IONS, IonTable
+
+#: A job's state as :meth:`Oracle.poll` reports it.
+JobStatus = Literal["pending", "running", "done", "failed"]
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 string in UTC with second resolution."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One candidate electrode sent to an oracle.
+
+    Attributes:
+        candidate_id: stable id of the (ion, charged formula, discharged formula) triple.
+        working_ion: the inserted ion's symbol.
+        formula_charge: the charged (ion-poor) formula.
+        formula_discharge: the discharged (ion-rich) formula.
+        round: the campaign round that proposed it.
+        idempotency_key: submitting the same key twice must not start a second job.
+        predicted: the surrogate's prediction at proposal time (``average_voltage_mean`` in V, ...).
+    """
+
+    candidate_id: str
+    working_ion: str
+    formula_charge: str
+    formula_discharge: str
+    round: int
+    idempotency_key: str
+    predicted: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result:
+    """An oracle's answer for one job.
+
+    Attributes:
+        candidate_id: the request's candidate id.
+        job_id: the id :meth:`Oracle.submit` returned.
+        status: ``"ok"`` (values are measurements) or ``"failed"`` (the oracle could not answer;
+            ``message`` says why, and the candidate is not retried).
+        values: measured outcomes in their units: ``average_voltage`` (V vs the ion metal),
+            ``capacity_grav`` (mAh/g), ``energy_grav`` (Wh/kg), ``max_delta_volume`` (fraction),
+            ... Missing capacity and energy are filled in from the formulas by the campaign.
+        oracle: the oracle's name; ``fidelity``: its fidelity label (``"dft"``, ``"experiment"``,
+            ``"replay"``, ...).
+        started_at / finished_at: ISO 8601 UTC times of the calculation or experiment.
+        message: free text (why it failed, a lab note).
+    """
+
+    candidate_id: str
+    job_id: str
+    status: Literal["ok", "failed"]
+    values: Mapping[str, float]
+    oracle: str
+    fidelity: str
+    started_at: str
+    finished_at: str
+    message: str = ""
+
+    def problems(self) -> list[str]:
+        """Reasons to reject this result (non-finite or non-numeric values); empty when sound."""
+        out = []
+        for name, value in self.values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                out.append(f"{name}: not a number ({value!r})")
+            elif not math.isfinite(value):
+                out.append(f"{name}: {value} is not a finite number")
+        return out
+
+
+@dataclass(frozen=True)
+class OracleContext:
+    """What an oracle may need from the campaign that creates it.
+
+    Attributes:
+        base_dir: the directory of the campaign file (relative option paths resolve against it).
+        workdir: the campaign's work directory (an oracle may keep files under ``workdir/oracle``).
+        ions: the campaign's ion table.
+        seed: the campaign seed.
+    """
+
+    base_dir: Path
+    workdir: Path
+    ions: IonTable = field(default_factory=lambda: DEFAULT_IONS)
+    seed: int = 0
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    """What the campaign needs from an oracle (built in or brought by a plugin)."""
+
+    name: str
+    fidelity: str
+
+    def submit(self, requests: Sequence[Request]) -> list[str]:
+        """Start one job per request (idempotently, see the module docstring); return job ids."""
+        ...
+
+    def poll(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """The state of each job id."""
+        ...
+
+    def collect(self, job_ids: Sequence[str]) -> list[Result]:
+        """Results of the finished (done or failed) jobs among ``job_ids``; never blocks."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (processes, files); called once when the campaign stops."""
+        ...
+
+
+def option_model_error(oracle: str, exc: Exception) -> str:
+    """A one-line message for invalid oracle options (pydantic ``ValidationError``)."""
+    errors: list[Any] = getattr(exc, "errors", lambda: [])()
+    parts = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"oracle.options.{loc}: {err.get('msg', '')}")
+    return f"oracle {oracle!r}: " + ("; ".join(parts) if parts else str(exc))

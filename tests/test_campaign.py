@@ -1,0 +1,282 @@
+"""The campaign loop end to end on a synthetic table with the real replay oracle and SQLite ledger:
+recording, resume, locking, a SIGKILL mid-run, rejected oracle answers, status and exports."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from discovery.campaign import Campaign, campaign_status, export_campaign, load_campaign
+from discovery.campaign.ledger import Ledger, LedgerError
+from discovery.campaign.lock import CampaignLockedError, WorkdirLock
+from discovery.cli import app
+from discovery.errors import DiscoveryError
+from discovery.oracles import Request, Result
+from discovery.oracles.replay import ReplayOracle
+from tests.conftest import synthetic_electrodes
+
+CAMPAIGN = """\
+name: synthetic
+seed: 0
+ions: [Na, Mg]
+space: {kind: table, path: electrodes.csv}
+initial_data: {path: electrodes.csv, ions: [Li]}
+objectives:
+  - {name: average_voltage, direction: maximize}
+  - {name: capacity_grav, direction: maximize}
+surrogate: {members: 4, max_epochs: 25, hidden: [32, 32]}
+acquisition: {strategy: qlognehvi, mc_samples: 32, shortlist: 24}
+batch_size: 4
+budget: {rounds: 3, initial_random: 6}
+oracle: {name: replay, options: {path: electrodes.csv}}
+"""
+TOTAL_CALLS = 6 + 4 + 4
+
+
+@pytest.fixture
+def campaign_file(tmp_path: Path) -> Path:
+    synthetic_electrodes(n_frameworks=90).to_csv(tmp_path / "electrodes.csv", index=False)
+    path = tmp_path / "campaign.yaml"
+    path.write_text(CAMPAIGN)
+    return path
+
+
+def _ledger_rows(workdir: Path, table: str, columns: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(workdir / "ledger.sqlite") as db:
+        return db.execute(f"SELECT {columns} FROM {table} ORDER BY rowid").fetchall()
+
+
+def test_run_records_every_step_and_exports(campaign_file: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    outcome = Campaign.from_file(campaign_file, workdir=workdir).run()
+    assert outcome.state == "finished"
+    assert outcome.oracle_calls == TOTAL_CALLS
+    assert outcome.rounds_complete == 3
+
+    proposals = _ledger_rows(workdir, "proposals", "candidate_id, round, strategy, predicted")
+    assert len(proposals) == TOTAL_CALLS
+    assert len({p[0] for p in proposals}) == TOTAL_CALLS  # nothing proposed twice
+    assert [p[2] for p in proposals] == ["random"] * 6 + ["qlognehvi"] * 8
+    assert all("average_voltage_mean" in p[3] for p in proposals if p[1] > 0)
+    results = _ledger_rows(workdir, "results", "candidate_id, status")
+    assert sorted(r[0] for r in results) == sorted(p[0] for p in proposals)
+    assert {r[1] for r in results} == {"ok"}
+    # every model round left a checkpoint
+    assert sorted(p.name for p in (workdir / "models").iterdir()) == ["round-001", "round-002"]
+
+    st = campaign_status(workdir)
+    assert st.counts["results_ok"] == TOTAL_CALLS and st.counts["open_jobs"] == 0
+    assert set(st.best["working_ion"]) <= {"Na", "Mg"} and len(st.best) > 0
+    assert list(st.hypervolume["hypervolume"]) == sorted(st.hypervolume["hypervolume"])
+
+    files = export_campaign(workdir, tmp_path / "out")
+    names = {p.name for p in files}
+    assert {
+        "pareto.csv",
+        "pareto.json",
+        "history.csv",
+        "hypervolume.csv",
+        "pareto.png",
+        "pareto.html",
+    } <= names
+    history = pd.read_csv(tmp_path / "out" / "history.csv")
+    assert len(history) == TOTAL_CALLS
+    assert (
+        history["energy_grav"]
+        .sub(history["average_voltage"] * history["capacity_grav"])
+        .abs()
+        .max()
+        < 1e-6
+    )
+
+
+def test_resume_continues_where_it_stopped(campaign_file: Path, tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    Campaign.from_file(campaign_file, workdir=straight).run()
+    stepped = tmp_path / "stepped"
+    first = Campaign.from_file(campaign_file, workdir=stepped).run(max_rounds=2)
+    assert first.state == "stopped" and first.oracle_calls == 10
+    second = Campaign.from_file(campaign_file, workdir=stepped).run()
+    assert second.state == "finished" and second.oracle_calls == TOTAL_CALLS
+    again = Campaign.from_file(campaign_file, workdir=stepped).run()
+    assert again.oracle_calls == TOTAL_CALLS  # a finished campaign stays finished
+    # same seed, same data: the stepped campaign made exactly the uninterrupted one's choices
+    cols = "candidate_id, round, rank"
+    assert _ledger_rows(stepped, "proposals", cols) == _ledger_rows(straight, "proposals", cols)
+
+
+def test_second_run_on_a_locked_workdir_is_refused(campaign_file: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    with WorkdirLock(workdir), pytest.raises(CampaignLockedError, match="already running"):
+        Campaign.from_file(campaign_file, workdir=workdir).run()
+    assert not (workdir / "ledger.sqlite").exists()  # refused before touching anything
+    result = _run_cli_locked(campaign_file, workdir)
+    assert result.exit_code == 2 and "already running" in result.output
+
+
+def _run_cli_locked(campaign_file: Path, workdir: Path):  # type: ignore[no-untyped-def]
+    with WorkdirLock(workdir):
+        return CliRunner().invoke(app, ["run", str(campaign_file), "--workdir", str(workdir)])
+
+
+def test_a_changed_campaign_is_refused_on_resume(campaign_file: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    Campaign.from_file(campaign_file, workdir=workdir).run(max_rounds=1)
+    campaign_file.write_text(CAMPAIGN.replace("batch_size: 4", "batch_size: 5"))
+    with pytest.raises(DiscoveryError, match="batch_size"):
+        Campaign.from_file(campaign_file, workdir=workdir).run()
+    campaign_file.write_text(CAMPAIGN.replace("rounds: 3", "rounds: 2"))  # budgets may change
+    assert Campaign.from_file(campaign_file, workdir=workdir).run().oracle_calls == 10
+
+
+class _FlakyReplay(ReplayOracle):
+    """Replay that answers NaN or text for chosen candidates (a broken calculation)."""
+
+    def __init__(self, table: pd.DataFrame, bad: dict[int, object]) -> None:
+        super().__init__(table, ["average_voltage"], name="flaky")
+        self.bad = bad
+        self.seen: list[str] = []
+
+    def collect(self, job_ids: Sequence[str]) -> list[Result]:
+        out = []
+        for result in super().collect(job_ids):
+            self.seen.append(result.candidate_id)
+            bad = self.bad.get(len(self.seen) - 1)
+            if bad is not None:
+                result = Result(**{**result.__dict__, "values": {"average_voltage": bad}})
+            out.append(result)
+        return out
+
+
+def test_bad_oracle_answers_are_rejected_and_kept_out_of_training(
+    campaign_file: Path, tmp_path: Path
+) -> None:
+    table = synthetic_electrodes(n_frameworks=90)
+    oracle = _FlakyReplay(table, {0: math.nan, 3: "4.1 V"})
+    spec = load_campaign(campaign_file)
+    workdir = tmp_path / "run"
+    outcome = Campaign(spec, base_dir=campaign_file.parent, workdir=workdir, oracle=oracle).run()
+    assert outcome.state == "finished"
+    rows = _ledger_rows(workdir, "results", "candidate_id, status, message")
+    rejected = [r for r in rows if r[1] == "rejected"]
+    assert len(rejected) == 2
+    assert "not a finite number" in rejected[0][2] and "not a number" in rejected[1][2]
+    failed = {r[0] for r in rows if r[1] == "failed"}
+    assert failed == {r[0] for r in rejected}  # closed, so the campaign did not hang
+    model_rows = Ledger(workdir / "ledger.sqlite").round_model(2)[1]
+    n_li = int((table["working_ion"] == "Li").sum())
+    assert model_rows == n_li + 6 - 2 + 4  # Li rows + answered (not rejected) results
+
+
+def test_corrupted_ledger_is_detected_not_reset(campaign_file: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    garbage = b"this is not an SQLite database" * 100
+    (workdir / "ledger.sqlite").write_bytes(garbage)
+    with pytest.raises(LedgerError, match="not a usable campaign ledger"):
+        Campaign.from_file(campaign_file, workdir=workdir).run()
+    assert (workdir / "ledger.sqlite").read_bytes() == garbage
+
+
+def test_cli_run_status_export(campaign_file: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    workdir = tmp_path / "run"
+    result = runner.invoke(
+        app, ["run", str(campaign_file), "--workdir", str(workdir), "--max-rounds", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "10 oracle call(s)" in result.output
+    result = runner.invoke(app, ["status", str(workdir)])
+    assert result.exit_code == 0, result.output
+    assert "synthetic" in result.output and "10 oracle call(s)" in result.output
+    result = runner.invoke(app, ["export", str(workdir), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "pareto.csv").is_file()
+    result = runner.invoke(app, ["status", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "not a campaign work directory" in result.output
+
+
+def test_cli_validate_and_schema(campaign_file: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(app, ["validate", str(campaign_file)])
+    assert ok.exit_code == 0 and "ok" in ok.output
+    campaign_file.write_text(
+        CAMPAIGN.replace(
+            "direction: maximize}\n  - {name: capacity", "direction: maximise}\n  - {name: capacity"
+        )
+    )
+    bad = runner.invoke(app, ["validate", str(campaign_file)])
+    assert bad.exit_code == 2
+    assert (
+        "campaign.yaml:7 objectives[0].direction: expected 'maximize' or 'minimize', got 'maximise'"
+        in bad.output
+    )
+    schema = runner.invoke(app, ["schema"])
+    assert schema.exit_code == 0 and '"properties"' in schema.output
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_loses_and_duplicates_nothing(campaign_file: Path, tmp_path: Path) -> None:
+    """Kill `discover run` with SIGKILL at several moments; every resume keeps what was recorded."""
+    workdir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "discovery.cli",
+        "run",
+        str(campaign_file),
+        "--workdir",
+        str(workdir),
+    ]
+    seen: set[tuple[object, ...]] = set()
+    kills = 0
+    for delay in (4.0, 6.5, 8.0, 9.5, 11.0):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        if (workdir / "ledger.sqlite").exists():
+            now = set(_ledger_rows(workdir, "results", "id, candidate_id, status"))
+            assert seen <= now  # nothing recorded before the kill was lost
+            seen = now
+    assert kills >= 1
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = _ledger_rows(workdir, "results", "candidate_id, status")
+    submissions = _ledger_rows(workdir, "submissions", "candidate_id, idempotency_key")
+    assert len(submissions) == TOTAL_CALLS == len({s[1] for s in submissions})
+    assert sorted(r[0] for r in results) == sorted(s[0] for s in submissions)
+    assert set(_ledger_rows(workdir, "results", "id, candidate_id, status")) >= seen
+
+
+def test_requests_carry_idempotency_keys(campaign_file: Path, tmp_path: Path) -> None:
+    table = synthetic_electrodes(n_frameworks=90)
+    got: list[Request] = []
+
+    class Recording(ReplayOracle):
+        def submit(self, requests: Sequence[Request]) -> list[str]:
+            got.extend(requests)
+            return super().submit(requests)
+
+    spec = load_campaign(campaign_file)
+    Campaign(
+        spec, base_dir=campaign_file.parent, workdir=tmp_path / "r", oracle=Recording(table)
+    ).run()
+    assert len(got) == TOTAL_CALLS
+    assert len({r.idempotency_key for r in got}) == TOTAL_CALLS
+    assert all(r.idempotency_key == f"synthetic/{r.candidate_id}" for r in got)
+    assert all("average_voltage_mean" in r.predicted for r in got if r.round > 0)
