@@ -113,7 +113,6 @@ def test_every_default(tmp_path: Path) -> None:
         batch_size=256,
         learning_rate=6e-3,
         weight_decay=1e-4,
-        warm_start=False,
     )
     assert spec.acquisition == AcquisitionSpec(
         strategy="qlognehvi", mc_samples=128, shortlist=256, num_restarts=8, raw_samples=256
@@ -195,7 +194,7 @@ def test_full_campaign_with_every_section(tmp_path: Path) -> None:
         constraints:
           - {name: average_voltage, min: 1.5, max: 4.5}
         reference_point: [1.0, 50, 0.3]
-        surrogate: {targets: [average_voltage, max_delta_volume], members: 4, warm_start: true}
+        surrogate: {targets: [average_voltage, max_delta_volume], members: 4}
         acquisition: {strategy: qnparego, shortlist: 64}
         batch_size: 4
         initial_data: {path: init.csv, ions: [Na, Sr]}
@@ -870,7 +869,6 @@ def campaigns(draw: st.DrawFn) -> CampaignSpec:
                 "hidden": st.lists(st.integers(1, 256), min_size=1, max_size=4),
                 "learning_rate": st.floats(1e-6, 1.0),
                 "weight_decay": st.floats(0, 1e-2),
-                "warm_start": st.booleans(),
             },
         ),
         "acquisition": st.fixed_dictionaries(

@@ -129,6 +129,11 @@ class Campaign:
                 round ahead.
             max_rounds: start at most this many new rounds in this call (``stopped``).
         """
+        if self.spec.compute.backend != "local":
+            raise DiscoveryError(
+                f"compute.backend: {self.spec.compute.backend!r} is not available in this version "
+                "of discovery; use 'local'"
+            )
         _check_writable(self.workdir)
         with WorkdirLock(self.workdir):
             self.ledger = Ledger(self.workdir / LEDGER_FILE)
@@ -652,11 +657,22 @@ class Campaign:
                     "x": x,
                 }
             )
+        if self.space is not None and len(rows) < size:
+            # Continuous optima can coincide (two points of the batch on one vertex of the
+            # polytope) or round onto a known composition; the batch is topped up with seeded
+            # random feasible compositions, recorded as such.
+            for fill in self._random_design(
+                size - len(rows), seen, seed=self.spec.seed * 1000 + round_
+            ):
+                rows.append({**fill, "strategy": "random-fill"})
         return rows
 
-    def _random_design(self, size: int, proposed: set[str]) -> list[dict[str, Any]]:
-        """The initial design: ``size`` candidates uniformly at random (seeded)."""
-        rng = np.random.default_rng(self.spec.seed)
+    def _random_design(
+        self, size: int, proposed: set[str], seed: int | None = None
+    ) -> list[dict[str, Any]]:
+        """``size`` candidates uniformly at random (seeded; the campaign seed by default)."""
+        seed = self.spec.seed if seed is None else seed
+        rng = np.random.default_rng(seed)
         if self.space is None:
             assert self.pool is not None
             taken = proposed | set(self.known_ids)
@@ -670,7 +686,7 @@ class Campaign:
             ]
             xs: list[Any] = [None] * len(chosen)
         else:
-            points = self.space.sample(size, self.spec.seed)
+            points = self.space.sample(size + len(proposed), seed)  # spares for collisions
             chosen = self.space.to_frame(points)
             xs = [list(map(float, x)) for x in points]
         rows, seen = [], set(proposed) | set(self.known_ids)
@@ -688,6 +704,8 @@ class Campaign:
                     "x": x,
                 }
             )
+            if len(rows) == size:
+                break
         return rows
 
     def _outcomes_of(self, frame: pd.DataFrame) -> pd.DataFrame:

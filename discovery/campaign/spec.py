@@ -707,10 +707,6 @@ class SurrogateSpec(BaseModel):
     weight_decay: float = Field(
         default=1e-4, ge=0, description="AdamW decoupled weight decay. Default: 0.0001."
     )
-    warm_start: bool = Field(
-        default=False,
-        description="Fine-tune from the previous round's weights instead of training from scratch. Default: false.",
-    )
 
     @field_validator("targets")
     @classmethod
@@ -731,8 +727,7 @@ class SurrogateSpec(BaseModel):
         return hidden
 
     def to_config(self, seed: int = 0) -> EnsembleConfig:
-        """The :class:`discovery.surrogate.EnsembleConfig` of these settings (``warm_start`` is the
-        loop's business, not the ensemble's)."""
+        """The :class:`discovery.surrogate.EnsembleConfig` of these settings."""
         from discovery.surrogate.ensemble import EnsembleConfig
 
         return EnsembleConfig(

@@ -156,12 +156,8 @@ class ModelOracle:
 def _trained(data: Path, opts: ModelOracleOptions, context: OracleContext) -> DeepEnsemble:
     """Train the reference model on ``data`` once; later runs load it from the cache."""
     from discovery.data import load_electrodes
-    from discovery.surrogate import (
-        DeepEnsemble,
-        EnsembleConfig,
-        table_sha256,
-        train_electrode_model,
-    )
+    from discovery.surrogate import DeepEnsemble, EnsembleConfig, train_electrode_model
+    from discovery.surrogate.electrode import table_sha256
 
     table = load_electrodes(data, drop_invalid=True, ions=context.ions)
     key = hashlib.sha256(

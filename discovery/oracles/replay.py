@@ -3,7 +3,9 @@
 A candidate is answered when a row of the table has the same candidate id, i.e. the same working
 ion and the same charged and discharged compositions however they are written; when several rows
 share an id, the first in table order answers. A candidate the table does not hold gets a
-``failed`` result ("not in the replay table"), never a made-up number. Answers are immediate and job
+``failed`` result ("not in the replay table"), never a made-up number. Values are replayed as
+recorded, negative voltages included (the electrode does not work against the ion metal: a real
+answer the campaign should learn from). Answers are immediate and job
 ids are derived from candidate ids, so submitting twice returns the same job and a resumed campaign
 finds its jobs again.
 """
@@ -42,6 +44,7 @@ DEFAULT_OUTCOMES = (
     "stability_discharge",
 )
 _PREFIX = "replay:"
+_UNMATCHABLE = ("unparsable formula", "unknown ion", "frameworks do not match", "no ions inserted")
 
 
 class ReplayOptions(BaseModel):
@@ -87,15 +90,21 @@ class ReplayOracle:
 
     @classmethod
     def from_options(cls, options: dict[str, Any], context: OracleContext) -> ReplayOracle:
-        from discovery.data import load_electrodes
+        from discovery.data import read_table, validate_electrodes
 
         try:
             opts = ReplayOptions.model_validate(options)
         except ValidationError as exc:
             raise DiscoveryError(option_model_error("replay", exc)) from exc
         path = opts.path if opts.path.is_absolute() else context.base_dir / opts.path
-        table = load_electrodes(path, drop_invalid=opts.drop_invalid, ions=context.ions)
-        return cls(table, opts.outcomes)
+        table = read_table(path)
+        report = validate_electrodes(table, source=str(path), ions=context.ions, labeled=False)
+        # Rows that cannot be matched (formulas, ion) are refused; recorded values are replayed
+        # as they are, negative voltages and energies included.
+        unmatched = sorted({p.row for p in report.problems if p.kind in _UNMATCHABLE})
+        if unmatched and not opts.drop_invalid:
+            raise report.error()
+        return cls(table.drop(index=table.index[unmatched]).reset_index(drop=True), opts.outcomes)
 
     def __contains__(self, candidate_id: str) -> bool:
         return candidate_id in self._rows

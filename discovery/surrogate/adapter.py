@@ -20,6 +20,7 @@ from botorch.acquisition.objective import PosteriorTransform
 from botorch.models.model import Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
+from linear_operator.operators import DenseLinearOperator
 from torch import Tensor
 
 from discovery.surrogate.ensemble import DeepEnsemble
@@ -65,10 +66,12 @@ class EnsembleModel(Model):
         deviations = (means - mean).movedim(0, -1).reshape(*batch, q * t, members)
         covariance = deviations @ deviations.transpose(-1, -2) / members
         covariance = covariance + torch.diag_embed(variances.mean(0).reshape(*batch, q * t))
+        # A lazy operator: the covariance is factorized once, when the posterior is sampled.
+        lazy = DenseLinearOperator(covariance)
         if t == 1:
-            mvn: MultivariateNormal = MultivariateNormal(mean.squeeze(-1), covariance)
+            mvn: MultivariateNormal = MultivariateNormal(mean.squeeze(-1), lazy)
         else:
-            mvn = MultitaskMultivariateNormal(mean, covariance, interleaved=True)
+            mvn = MultitaskMultivariateNormal(mean, lazy, interleaved=True)
         posterior = GPyTorchPosterior(mvn)
         if posterior_transform is not None:
             return posterior_transform(posterior)
