@@ -35,6 +35,8 @@ initial_data: {path: electrodes.csv, ions: [Li]}
 objectives:
   - {name: average_voltage, direction: maximize}
   - {name: capacity_grav, direction: maximize}
+constraints:
+  - {name: average_voltage, min: 3.0}
 surrogate: {members: 4, max_epochs: 25, hidden: [32, 32]}
 acquisition: {strategy: qlognehvi, mc_samples: 32, shortlist: 24}
 batch_size: 4
@@ -92,6 +94,10 @@ def test_run_records_every_step_and_exports(campaign_file: Path, tmp_path: Path)
     } <= names
     history = pd.read_csv(tmp_path / "out" / "history.csv")
     assert len(history) == TOTAL_CALLS
+    # the front counts only results inside the constraint (average_voltage >= 3 V)
+    assert (history["feasible"] == (history["average_voltage"] >= 3.0)).all()
+    front = pd.read_csv(tmp_path / "out" / "pareto.csv")
+    assert len(front) > 0 and (front["average_voltage"] >= 3.0).all()
     assert (
         history["energy_grav"]
         .sub(history["average_voltage"] * history["capacity_grav"])

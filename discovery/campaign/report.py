@@ -5,7 +5,8 @@ inspected from another terminal (SQLite's write-ahead log lets readers in while 
 
 The measured set of a campaign is its in-scope initial rows (shown as round -1, oracle
 ``initial_data``) plus every ``ok`` oracle result; the Pareto front and the hypervolume are computed
-over it, with the reference point fixed at the first model-based round (or given in the file).
+over its rows that satisfy the campaign's outcome constraints (column ``feasible``), with the
+reference point fixed at the first model-based round (or given in the file).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pandas as pd
 
 from discovery.campaign.ledger import Ledger
 from discovery.errors import DiscoveryError
+from discovery.export.pareto import ok_rows
 
 _LEDGER_FILE = "ledger.sqlite"
 
@@ -59,15 +61,32 @@ def history(ledger: Ledger) -> pd.DataFrame:
         )
     results = ledger.results()
     frame = pd.concat([initial, results], ignore_index=True) if len(initial) else results
+    frame["feasible"] = _feasible(frame, (ledger.get_meta("spec") or {}).get("constraints", []))
     front = [
         "candidate_id",
         "round",
         "status",
+        "feasible",
         "working_ion",
         "formula_charge",
         "formula_discharge",
     ]
     return frame[[c for c in front if c in frame] + [c for c in frame if c not in front]]
+
+
+def _feasible(frame: pd.DataFrame, constraints: list[dict[str, Any]]) -> np.ndarray:
+    """Ok rows whose measured values satisfy every outcome constraint (a missing value does not)."""
+    keep = frame["status"].eq("ok").to_numpy(bool)
+    for c in constraints:
+        column = frame[c["name"]] if c["name"] in frame else pd.Series(np.nan, index=frame.index)
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+        inside = np.isfinite(values)
+        if c.get("min") is not None:
+            inside &= np.nan_to_num(values, nan=-np.inf) >= c["min"]
+        if c.get("max") is not None:
+            inside &= np.nan_to_num(values, nan=np.inf) <= c["max"]
+        keep &= inside
+    return keep
 
 
 def reference_point_of(ledger: Ledger, hist: pd.DataFrame) -> tuple[float, ...] | None:
@@ -82,7 +101,7 @@ def reference_point_of(ledger: Ledger, hist: pd.DataFrame) -> tuple[float, ...] 
     if stored is not None:
         return tuple(float(v) for v in stored)
     objectives = _objectives(ledger)
-    ok = hist[hist["status"] == "ok"] if len(hist) else hist
+    ok = ok_rows(hist) if len(hist) else hist
     if len(ok) < 2 or not all(o.name in ok for o in objectives):
         return None
     values = ok[[o.name for o in objectives]].to_numpy(dtype=np.float64)
@@ -95,7 +114,7 @@ def hypervolume_now(spec: Any, ledger: Ledger, hist: pd.DataFrame) -> float | No
 
     objectives = _objectives(ledger)
     ref = reference_point_of(ledger, hist)
-    ok = hist[hist["status"] == "ok"]
+    ok = ok_rows(hist)
     if ref is None or not all(o.name in ok for o in objectives):
         return None
     values = ok[[o.name for o in objectives]].to_numpy(dtype=np.float64)
@@ -109,7 +128,7 @@ def hypervolume_table(ledger: Ledger, hist: pd.DataFrame | None = None) -> pd.Da
     hist = history(ledger) if hist is None else hist
     objectives = _objectives(ledger)
     ref = reference_point_of(ledger, hist)
-    ok = hist[hist["status"] == "ok"] if len(hist) else hist
+    ok = ok_rows(hist) if len(hist) else hist
     if ref is None or len(ok) == 0 or not all(o.name in ok for o in objectives):
         return pd.DataFrame(columns=["round", "n_results", "n_new", "n_pareto", "hypervolume"])
     return hypervolume_trace(ok, objectives, ref)
@@ -134,7 +153,7 @@ def campaign_status(workdir: str | Path, top: int = 3) -> CampaignStatus:
     try:
         hist = history(ledger)
         spec = ledger.get_meta("spec") or {}
-        ok = hist[hist["status"] == "ok"] if len(hist) else hist
+        ok = ok_rows(hist) if len(hist) else hist
         ok = ok[ok["round"] >= 0] if len(ok) else ok
         key = "energy_grav" if "energy_grav" in ok else None
         if key is not None and len(ok):

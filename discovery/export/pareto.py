@@ -276,10 +276,14 @@ def _objective_columns(objectives: Iterable[ObjectiveLike]) -> tuple[list[str], 
 
 
 def ok_rows(history: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``history`` with ``status == "ok"`` (all rows when there is no status column)."""
-    if "status" not in history.columns:
-        return history
-    return history[history["status"].astype("string").eq("ok").fillna(False).to_numpy(bool)]
+    """The rows of ``history`` that count for the front: ``status == "ok"`` (when there is a status
+    column) and ``feasible`` true (when there is a feasible column: the campaign's constraints)."""
+    keep = np.ones(len(history), dtype=bool)
+    if "status" in history.columns:
+        keep &= history["status"].astype("string").eq("ok").fillna(False).to_numpy(bool)
+    if "feasible" in history.columns:
+        keep &= history["feasible"].astype("boolean").fillna(False).to_numpy(bool)
+    return history[keep]
 
 
 def hypervolume_trace(

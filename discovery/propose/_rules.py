@@ -195,7 +195,8 @@ def resolve_ref_point(
     """The reference point in objective units.
 
     Explicit values are checked and returned. Otherwise :func:`discovery.export.reference_point`
-    (worst minus 10 % of the range, per objective) over the measured values; an objective with
+    (worst minus 10 % of the range, per objective) over the measured values that satisfy the
+    outcome constraints (all measured values when fewer than two do); an objective with
     no measured value takes its column of ``fallback`` (posterior means of the scored
     candidates, objective units) instead.
     """
@@ -210,6 +211,8 @@ def resolve_ref_point(
             raise ProposalError(f"ref_point: {point} has a non-finite value")
         return point
     raw = measured["raw"].copy()
+    if int(measured["feasible"].sum()) >= 2:  # the front that counts is the feasible one
+        raw = raw[measured["feasible"]]
     for j in range(k):
         if not np.isfinite(raw[:, j]).any():
             raw = np.vstack([raw, np.full((len(fallback), k), np.nan)])
