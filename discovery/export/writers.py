@@ -282,9 +282,20 @@ class _PlotData:
 
     @classmethod
     def build(cls, history: pd.DataFrame, names: list[str], flags: list[bool]) -> _PlotData:
-        ok = ok_rows(history).reset_index(drop=True)
+        # Every ok result is drawn; the front is that of the rows that count (ok and feasible).
+        drawn = history.drop(columns=["feasible"]) if "feasible" in history else history
+        ok = ok_rows(drawn).reset_index(drop=True)
         values = _objective_values(ok, names)
-        front = pareto_mask(values, flags)
+        counts = (
+            history.loc[ok_rows(drawn).index, "feasible"]
+            .astype("boolean")
+            .fillna(False)
+            .to_numpy(bool)
+            if "feasible" in history
+            else np.ones(len(ok), dtype=bool)
+        )
+        front = np.zeros(len(ok), dtype=bool)
+        front[counts] = pareto_mask(values[counts], flags)
         rounds = (
             pd.to_numeric(ok["round"], errors="coerce").to_numpy(np.float64)
             if "round" in ok.columns
