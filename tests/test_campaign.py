@@ -286,3 +286,40 @@ def test_requests_carry_idempotency_keys(campaign_file: Path, tmp_path: Path) ->
     assert len({r.idempotency_key for r in got}) == TOTAL_CALLS
     assert all(r.idempotency_key == f"synthetic/{r.candidate_id}" for r in got)
     assert all("average_voltage_mean" in r.predicted for r in got if r.round > 0)
+
+
+def test_generated_pool_with_the_model_oracle(tmp_path: Path) -> None:
+    """A generated space (framework templates × site mixings × ions) answered by a reference model
+    trained once from a table and cached in the work directory."""
+    synthetic_electrodes(n_frameworks=90).to_csv(tmp_path / "electrodes.csv", index=False)
+    (tmp_path / "campaign.yaml").write_text(
+        """\
+name: generated
+ions: [Na, Mg]
+space:
+  kind: generate
+  frameworks:
+    - template: A_x M O2
+      sites: {M: {elements: [Mn, Fe, Co, Ni, V], max_elements: 2, fraction_step: 0.25}}
+      x: [0.5, 1.0]
+    - template: A_x M PO4
+      sites: {M: {elements: [Mn, Fe, Co], max_elements: 1}}
+      x: [1.0]
+initial_data: {path: electrodes.csv}
+surrogate: {members: 4, max_epochs: 20, hidden: [32, 32]}
+acquisition: {strategy: qnparego, mc_samples: 32, shortlist: 16}
+batch_size: 4
+budget: {rounds: 2, initial_random: 4}
+oracle: {name: model, options: {data: electrodes.csv, members: 4, max_epochs: 20}}
+"""
+    )
+    workdir = tmp_path / "run"
+    outcome = Campaign.from_file(tmp_path / "campaign.yaml", workdir=workdir).run()
+    assert outcome.state == "finished" and outcome.oracle_calls == 8
+    rows = _ledger_rows(workdir, "results", "status, oracle, fidelity")
+    assert rows == [("ok", "model", "surrogate")] * 8
+    cached = list((workdir / "oracle").iterdir())
+    assert len(cached) == 1 and (cached[0] / "manifest.json").is_file()
+    proposals = _ledger_rows(workdir, "proposals", "working_ion, formula_discharge")
+    assert {ion for ion, _ in proposals} <= {"Na", "Mg"}
+    assert all(("O2" in f) or ("PO4" in f) for _, f in proposals)
