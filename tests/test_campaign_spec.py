@@ -110,8 +110,8 @@ def test_every_default(tmp_path: Path) -> None:
         hidden=[96, 96, 96],
         max_epochs=120,
         patience=20,
-        batch_size=256,
-        learning_rate=6e-3,
+        batch_size=512,
+        learning_rate=8e-3,
         weight_decay=1e-4,
     )
     assert spec.acquisition == AcquisitionSpec(
@@ -225,7 +225,7 @@ def test_full_campaign_with_every_section(tmp_path: Path) -> None:
         4,
         (96, 96, 96),
         7,
-        6e-3,
+        8e-3,
     )
 
 

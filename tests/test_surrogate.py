@@ -202,3 +202,20 @@ def test_voltage_model_on_materials_project_is_accurate_and_calibrated(shared_cs
     coverage = (error.abs() <= 1.96 * predicted.voltage_std).mean()
     assert 0.9 <= coverage <= 0.99
     np.testing.assert_allclose(predicted.capacity_grav, predicted.capacity_grav_input, rtol=5e-3)
+
+
+def test_a_barely_varying_feature_cannot_blow_up_a_prediction() -> None:
+    """A feature with a training std of 1e-7 and a new value of 1 would be a z-score of ten million;
+    standardized inputs are clipped, so the prediction stays in the range of the data."""
+    rng = np.random.default_rng(0)
+    n = 300
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    x[:, 3] = rng.normal(0.0, 1e-7, size=n)
+    y = (2.0 + x[:, 0] - 0.5 * x[:, 1]).astype(np.float32)
+    model = DeepEnsemble(EnsembleConfig(members=4, hidden=(16,), max_epochs=30)).fit(
+        x, y, feature_names=list("abcd"), target_names=["v"], groups=np.arange(n)
+    )
+    odd = x[:5].copy()
+    odd[:, 3] = 1.0
+    pred = model.predict(odd).mean[:, 0]
+    assert np.all(np.abs(pred - 2.0) < 10 * y.std() + 5)

@@ -697,12 +697,12 @@ class SurrogateSpec(BaseModel):
         description="Epochs without validation improvement before a member stops. Default: 20.",
     )
     batch_size: int = Field(
-        default=256, ge=1, description="Training rows per optimizer step. Default: 256."
+        default=512, ge=1, description="Training rows per optimizer step. Default: 512."
     )
     learning_rate: float = Field(
-        default=6e-3,
+        default=8e-3,
         gt=0,
-        description="Initial AdamW learning rate (cosine-annealed). Default: 0.006.",
+        description="Initial AdamW learning rate (cosine-annealed). Default: 0.008.",
     )
     weight_decay: float = Field(
         default=1e-4, ge=0, description="AdamW decoupled weight decay. Default: 0.0001."

@@ -71,8 +71,8 @@ class EnsembleConfig:
     hidden: tuple[int, ...] = (96, 96, 96)
     max_epochs: int = 120
     patience: int = 20
-    batch_size: int = 256
-    learning_rate: float = 6e-3
+    batch_size: int = 512
+    learning_rate: float = 8e-3
     weight_decay: float = 1e-4
     beta_nll: float = 0.5
     dropout: float = 0.0
@@ -120,6 +120,9 @@ class Prediction:
         t = self.target_names.index(target)
         return self.mean[:, t], self.std[:, t]
 
+
+#: Standardized features are clipped to ±Z_CLIP standard deviations of the training data.
+Z_CLIP = 10.0
 
 _ACTIVATIONS = {"silu": nn.functional.silu, "relu": nn.functional.relu}
 
@@ -354,9 +357,16 @@ class DeepEnsemble:
         return out[..., :t], nn.functional.softplus(out[..., t:]) + _MIN_VAR
 
     def _scale_x(self, x: Tensor) -> Tensor:
+        """Standardize the used features and clip them to ±:data:`Z_CLIP`.
+
+        The clip guards against extrapolation blow-ups: a feature that barely varies in training
+        (a std of 1e-7, say) would otherwise give an unseen candidate a z-score of a million and a
+        prediction of thousands of volts.
+        """
         scalers = self._require_scalers()
         used = torch.from_numpy(self._used)
-        return (x.index_select(-1, used) - scalers.x_mean) / scalers.x_std
+        z = (x.index_select(-1, used) - scalers.x_mean) / scalers.x_std
+        return z.clamp(-Z_CLIP, Z_CLIP)
 
     def member_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Member means and variances in target units, differentiable in ``x``.
