@@ -323,3 +323,19 @@ oracle: {name: model, options: {data: electrodes.csv, members: 4, max_epochs: 20
     proposals = _ledger_rows(workdir, "proposals", "working_ion, formula_discharge")
     assert {ion for ion, _ in proposals} <= {"Na", "Mg"}
     assert all(("O2" in f) or ("PO4" in f) for _, f in proposals)
+
+
+def test_oracle_options_are_validated_with_the_field_named(tmp_path: Path) -> None:
+    from discovery.oracles import OracleContext, make_oracle
+
+    context = OracleContext(base_dir=tmp_path, workdir=tmp_path / "run")
+    with pytest.raises(
+        DiscoveryError, match=r"oracle 'replay': oracle.options.bogus: Extra inputs"
+    ):
+        make_oracle("replay", {"path": "x.csv", "bogus": 1}, context)
+    with pytest.raises(DiscoveryError, match=r"oracle 'model': oracle.options: .*exactly one of"):
+        make_oracle("model", {}, context)
+    with pytest.raises(DiscoveryError, match=r"no such file"):
+        make_oracle("replay", {"path": "missing.csv"}, context)
+    with pytest.raises(DiscoveryError, match=r"unknown oracle 'lab'.*installed: model, replay"):
+        make_oracle("lab", {}, context)

@@ -19,6 +19,7 @@ __all__ = [
     "OracleContext",
     "Request",
     "Result",
+    "parse_options",
     "utc_now",
 ]
 
@@ -27,9 +28,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from discovery.chemistry.ions import DEFAULT_IONS, IonTable
+from discovery.errors import DiscoveryError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 #: A job's state as :meth:`Oracle.poll` reports it.
 JobStatus = Literal["pending", "running", "done", "failed"]
@@ -118,6 +123,10 @@ class OracleContext:
     ions: IonTable = field(default_factory=lambda: DEFAULT_IONS)
     seed: int = 0
 
+    def path(self, path: Path) -> Path:
+        """An option path: as given if absolute, else relative to the campaign file's folder."""
+        return path if path.is_absolute() else self.base_dir / path
+
 
 @runtime_checkable
 class Oracle(Protocol):
@@ -143,11 +152,18 @@ class Oracle(Protocol):
         ...
 
 
-def option_model_error(oracle: str, exc: Exception) -> str:
-    """A one-line message for invalid oracle options (pydantic ``ValidationError``)."""
-    errors: list[Any] = getattr(exc, "errors", lambda: [])()
-    parts = []
-    for err in errors:
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"oracle.options.{loc}: {err.get('msg', '')}")
-    return f"oracle {oracle!r}: " + ("; ".join(parts) if parts else str(exc))
+M = TypeVar("M", bound="BaseModel")
+
+
+def parse_options(model: type[M], options: Mapping[str, Any], oracle: str) -> M:
+    """Validate an oracle's ``options`` with its pydantic model; errors name ``oracle.options.<field>``."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        parts = [
+            ".".join(["oracle.options", *(str(p) for p in err["loc"])]) + f": {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise DiscoveryError(f"oracle {oracle!r}: " + "; ".join(parts)) from exc

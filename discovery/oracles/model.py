@@ -23,15 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from discovery.errors import DiscoveryError
 from discovery.oracles.base import (
     JobStatus,
     OracleContext,
     Request,
     Result,
-    option_model_error,
+    parse_options,
     utc_now,
 )
 
@@ -83,16 +82,11 @@ class ModelOracle:
     def from_options(cls, options: dict[str, Any], context: OracleContext) -> ModelOracle:
         from discovery.surrogate import DeepEnsemble
 
-        try:
-            opts = ModelOracleOptions.model_validate(options)
-        except ValidationError as exc:
-            raise DiscoveryError(option_model_error("model", exc)) from exc
+        opts = parse_options(ModelOracleOptions, options, "model")
         if opts.model is not None:
-            path = opts.model if opts.model.is_absolute() else context.base_dir / opts.model
-            return cls(DeepEnsemble.load(path), context.ions, opts.noise_std_v)
+            return cls(DeepEnsemble.load(context.path(opts.model)), context.ions, opts.noise_std_v)
         assert opts.data is not None
-        data = opts.data if opts.data.is_absolute() else context.base_dir / opts.data
-        return cls(_trained(data, opts, context), context.ions, opts.noise_std_v)
+        return cls(_trained(context.path(opts.data), opts, context), context.ions, opts.noise_std_v)
 
     def submit(self, requests: Sequence[Request]) -> list[str]:
         jobs = []

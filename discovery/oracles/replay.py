@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from discovery.errors import DiscoveryError
 from discovery.oracles.base import (
@@ -28,7 +28,7 @@ from discovery.oracles.base import (
     OracleContext,
     Request,
     Result,
-    option_model_error,
+    parse_options,
     utc_now,
 )
 
@@ -92,11 +92,8 @@ class ReplayOracle:
     def from_options(cls, options: dict[str, Any], context: OracleContext) -> ReplayOracle:
         from discovery.data import read_table, validate_electrodes
 
-        try:
-            opts = ReplayOptions.model_validate(options)
-        except ValidationError as exc:
-            raise DiscoveryError(option_model_error("replay", exc)) from exc
-        path = opts.path if opts.path.is_absolute() else context.base_dir / opts.path
+        opts = parse_options(ReplayOptions, options, "replay")
+        path = context.path(opts.path)
         table = read_table(path)
         report = validate_electrodes(table, source=str(path), ions=context.ions, labeled=False)
         # Rows that cannot be matched (formulas, ion) are refused; recorded values are replayed
