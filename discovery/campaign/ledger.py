@@ -304,6 +304,17 @@ class Ledger:
         frame["x"] = [None if x is None else json.loads(x) for x in frame["x"]]
         return frame
 
+    def proposal_formulas(self, candidate_id: str) -> dict[str, str]:
+        """``working_ion``, ``formula_charge`` and ``formula_discharge`` of a proposed candidate."""
+        row = self._db.execute(
+            "SELECT working_ion, formula_charge, formula_discharge FROM proposals "
+            "WHERE candidate_id = ?",
+            (candidate_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(candidate_id)
+        return dict(zip(("working_ion", "formula_charge", "formula_discharge"), row))
+
     def proposed_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT candidate_id FROM proposals")}
 

@@ -284,7 +284,8 @@ class Campaign:
                 and (max_rounds is None or started < max_rounds)
             )
             if can_start:
-                round_ = (ledger.last_round() or 0) + (0 if ledger.last_round() is None else 1)
+                last = ledger.last_round()
+                round_ = 0 if last is None else last + 1
                 ledger.start_round(round_, self._strategy(round_))
                 self.report.line(f"round {round_}: {self._strategy(round_)}")
                 started += 1
@@ -463,9 +464,7 @@ class Campaign:
         return Result(**{**result.__dict__, "values": values}), None
 
     def _proposal_row(self, candidate_id: str) -> dict[str, Any]:
-        frame = self.ledger.proposals()
-        row = frame[frame["candidate_id"] == candidate_id].iloc[0]
-        return {c: row[c] for c in _CORE}
+        return self.ledger.proposal_formulas(candidate_id)
 
     def _complete_rounds(self) -> None:
         """Mark submitted rounds with no open job complete, with their metrics."""
@@ -595,11 +594,7 @@ class Campaign:
         self.report.line(f"round {round_}: choosing {size} candidate(s) by {strategy}")
         if self.space is None:
             assert self.pool is not None
-            taken = proposed | set(self.known_ids)
-            available = np.array(
-                [i for i, c in enumerate(self.pool["candidate_id"]) if c not in taken],
-                dtype=np.int64,
-            )
+            available = self._available(proposed)
             if len(available) == 0:
                 return []
             pending = np.array(
@@ -667,6 +662,12 @@ class Campaign:
                 rows.append({**fill, "strategy": "random-fill"})
         return rows
 
+    def _available(self, proposed: set[str]) -> np.ndarray:
+        """Pool rows never proposed and not in the initial data."""
+        assert self.pool is not None
+        taken = self.pool["candidate_id"].isin(proposed | set(self.known_ids)).to_numpy()
+        return np.flatnonzero(~taken).astype(np.int64)
+
     def _random_design(
         self, size: int, proposed: set[str], seed: int | None = None
     ) -> list[dict[str, Any]]:
@@ -675,10 +676,7 @@ class Campaign:
         rng = np.random.default_rng(seed)
         if self.space is None:
             assert self.pool is not None
-            taken = proposed | set(self.known_ids)
-            available = np.array(
-                [i for i, c in enumerate(self.pool["candidate_id"]) if c not in taken]
-            )
+            available = self._available(proposed)
             if len(available) == 0:
                 return []
             chosen = self.pool.iloc[
