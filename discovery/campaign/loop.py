@@ -636,22 +636,20 @@ class Campaign:
             xs = [list(map(float, x)) for x in np.asarray(proposal.X)]
         if not isinstance(ref, list) and self.ledger.get_meta("reference_point") is None:
             self.ledger.set_meta("reference_point", [float(v) for v in proposal.ref_point])
+        seen = set(proposed) | set(self.known_ids)
         predicted = proposal.predicted.reset_index(drop=True)
-        rows, seen = [], set(proposed) | set(self.known_ids)
-        for i, (row, x) in enumerate(zip(chosen.itertuples(), xs)):
-            if row.candidate_id in seen:  # a continuous optimum that rounds onto a known point
-                continue
-            seen.add(row.candidate_id)
-            rows.append(
-                {
-                    "candidate_id": row.candidate_id,
-                    **{c: getattr(row, c) for c in _CORE},
-                    "strategy": strategy,
-                    "acquisition_value": _finite_or_none(proposal.acquisition_value[i]),
-                    "predicted": {k: _finite_or_none(v) for k, v in predicted.iloc[i].items()},
-                    "x": x,
-                }
-            )
+        rows = self._new_rows(
+            chosen,
+            xs,
+            seen,
+            strategy,
+            size,
+            acquisition=[_finite_or_none(v) for v in proposal.acquisition_value],
+            predicted=[
+                {k: _finite_or_none(v) for k, v in predicted.iloc[i].items()}
+                for i in range(len(predicted))
+            ],
+        )
         if self.space is not None and len(rows) < size:
             # Continuous optima can coincide (two points of the batch on one vertex of the
             # polytope) or round onto a known composition; the batch is topped up with seeded
@@ -687,8 +685,22 @@ class Campaign:
             points = self.space.sample(size + len(proposed), seed)  # spares for collisions
             chosen = self.space.to_frame(points)
             xs = [list(map(float, x)) for x in points]
-        rows, seen = [], set(proposed) | set(self.known_ids)
-        for row, x in zip(chosen.itertuples(), xs):
+        return self._new_rows(chosen, xs, set(proposed) | set(self.known_ids), "random", size)
+
+    @staticmethod
+    def _new_rows(
+        chosen: pd.DataFrame,
+        xs: list[Any],
+        seen: set[str],
+        strategy: str,
+        limit: int,
+        acquisition: list[float | None] | None = None,
+        predicted: list[dict[str, float | None]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Ledger rows for the chosen candidates not in ``seen`` (which gains them), at most
+        ``limit``; a continuous optimum can round onto a known composition and is skipped."""
+        rows: list[dict[str, Any]] = []
+        for i, (row, x) in enumerate(zip(chosen.itertuples(), xs)):
             if row.candidate_id in seen:
                 continue
             seen.add(row.candidate_id)
@@ -696,13 +708,13 @@ class Campaign:
                 {
                     "candidate_id": row.candidate_id,
                     **{c: getattr(row, c) for c in _CORE},
-                    "strategy": "random",
-                    "acquisition_value": None,
-                    "predicted": {},
+                    "strategy": strategy,
+                    "acquisition_value": None if acquisition is None else acquisition[i],
+                    "predicted": {} if predicted is None else predicted[i],
                     "x": x,
                 }
             )
-            if len(rows) == size:
+            if len(rows) == limit:
                 break
         return rows
 

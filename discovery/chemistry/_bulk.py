@@ -17,7 +17,7 @@ raises the errors, so errors and edge cases are exactly those of ``parse_formula
 
 from __future__ import annotations
 
-__all__ = ["FormulaBatchError", "ParsedBatch", "parse_formulas"]
+__all__ = ["FormulaBatchError", "ParsedBatch", "parse_distinct", "parse_formulas"]
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,6 +129,30 @@ def parse_formulas(formulas: Sequence[object] | NDArray[np.object_]) -> ParsedBa
         np.concatenate([p.elements for p in parts]),
         np.concatenate([p.amounts for p in parts]),
     )
+
+
+def parse_distinct(
+    formulas: Sequence[object] | NDArray[np.object_],
+) -> tuple[NDArray[np.intp], ParsedBatch]:
+    """Parse each distinct formula once.
+
+    Returns:
+        ``(codes, batch)``: formula ``i`` is row ``codes[i]`` of ``batch``.
+
+    Raises:
+        FormulaBatchError: for the first formula (lowest position in ``formulas``) that does not
+            parse; its ``index`` is that position.
+    """
+    import pandas as pd
+
+    codes, uniques = pd.factorize(
+        np.asarray(formulas, dtype=object).reshape(-1), use_na_sentinel=False
+    )
+    try:
+        batch = parse_formulas(np.asarray(uniques, dtype=object))
+    except FormulaBatchError as exc:
+        raise FormulaBatchError(int(np.argmax(codes == exc.index)), exc) from None
+    return codes.astype(np.intp), batch
 
 
 def _joined_bytes(items: list[object]) -> tuple[NDArray[np.uint8], int]:

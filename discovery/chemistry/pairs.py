@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from discovery.chemistry._bulk import FormulaBatchError, ParsedBatch, parse_formulas
+from discovery.chemistry._bulk import FormulaBatchError, ParsedBatch, parse_distinct
 from discovery.chemistry.capacity import (
     FRAMEWORK_RATIO_RTOL,
     MAH_PER_MOL_ELECTRONS,
@@ -166,11 +166,10 @@ def parse_pairs(
     interleaved = np.empty(2 * n, dtype=object)
     interleaved[0::2] = charge
     interleaved[1::2] = discharge
-    codes, uniques = pd.factorize(interleaved, use_na_sentinel=False)
     try:
-        batch = parse_formulas(np.asarray(uniques, dtype=object))
+        codes, batch = parse_distinct(interleaved)
     except FormulaBatchError as exc:
-        row, column = divmod(int(np.argmax(codes == exc.index)), 2)
+        row, column = divmod(exc.index, 2)
         where = f"row {row} ({_FORMULA_COLUMNS[column]})"
         raise FormulaBatchError(row, FormulaError(exc.formula, f"{where}: {exc.reason}")) from None
     return ParsedPairs(

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from discovery.chemistry._bulk import FormulaBatchError, ParsedBatch, parse_formulas
+from discovery.chemistry._bulk import ParsedBatch, parse_distinct
 from discovery.chemistry.formula import ELEMENTS
 
 #: The 22 elemental properties of the Magpie preset, in matminer's order.
@@ -239,14 +239,9 @@ def magpie_matrix(
             not parse; its ``index`` is the formula's position in ``formulas``.
     """
     strings = _as_object_array(formulas)
-    codes, uniques = pd.factorize(strings, use_na_sentinel=False)
-    try:
-        batch = parse_formulas(np.asarray(uniques, dtype=object))
-    except FormulaBatchError as exc:
-        first = int(np.argmax(codes == exc.index))
-        raise FormulaBatchError(first, exc) from None
+    codes, batch = parse_distinct(strings)
     values = magpie_from_parsed(batch, impute_nan=impute_nan)
-    if len(uniques) != len(strings):
+    if len(batch) != len(strings):
         values = values[codes]
     return values, MAGPIE_COLUMNS
 

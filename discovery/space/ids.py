@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from discovery.chemistry._bulk import FormulaBatchError, ParsedBatch, parse_formulas
+from discovery.chemistry._bulk import FormulaBatchError, ParsedBatch, parse_distinct
 from discovery.chemistry.formula import ELEMENTS, parse_formula
 from discovery.errors import DiscoveryError, FormulaError, MissingColumnsError
 
@@ -100,13 +100,7 @@ def canonical_formulas(
         FormulaBatchError: (a :class:`~discovery.errors.FormulaError`) for the first formula that
             does not parse, with its position in ``index``.
     """
-    strings = np.asarray(formulas, dtype=object).reshape(-1)
-    codes, uniques = pd.factorize(strings, use_na_sentinel=False)
-    try:
-        batch = parse_formulas(np.asarray(uniques, dtype=object))
-    except FormulaBatchError as exc:
-        first = int(np.argmax(codes == exc.index))
-        raise FormulaBatchError(first, exc) from None
+    codes, batch = parse_distinct(formulas)
     return _canonical_batch(batch)[codes]
 
 
