@@ -153,6 +153,10 @@ def predict(
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="Drop invalid rows instead of failing.")
     ] = False,
+    fidelity: Annotated[
+        str | None,
+        typer.Option(help="Fidelity to predict at (models trained on several, e.g. 'mp-gga')."),
+    ] = None,
 ) -> None:
     """Predict voltage (V) with its std, and exact capacity (mAh/g) and energy (Wh/kg)."""
     from discovery.data import load_electrodes, write_table
@@ -165,7 +169,7 @@ def predict(
         _echo(
             f"warning: ions not in the training data, predictions extrapolate: {', '.join(unseen)}"
         )
-    result = predict_electrodes(ensemble, frame)
+    result = predict_electrodes(ensemble, frame, fidelity=fidelity)
     write_table(result, out)
     typer.echo(f"wrote {len(result)} predictions to {out}")
 
@@ -215,6 +219,13 @@ def run(
     max_rounds: Annotated[
         int | None, typer.Option(help="Start at most this many new rounds, then stop.")
     ] = None,
+    export: Annotated[
+        bool,
+        typer.Option(
+            "--export/--no-export",
+            help="When the campaign finishes, write its exports to <workdir>/exports and summarize.",
+        ),
+    ] = True,
 ) -> None:
     """Run or resume a campaign: train, propose, ask the oracle, record, repeat."""
     from discovery.campaign import Campaign
@@ -228,6 +239,17 @@ def run(
         f"{outcome.message} ({outcome.rounds_complete} round(s) complete, "
         f"{outcome.oracle_calls} oracle call(s)); work directory: {camp.workdir}"
     )
+    # An oracle may say what it waits for (the lab oracle: which file to fill in, where to save it).
+    hint = getattr(getattr(camp, "oracle", None), "waiting_hint", None)
+    if outcome.state == "waiting" and callable(hint) and (text := hint()):
+        typer.echo(text)
+    if outcome.state == "finished" and export:
+        from discovery.campaign import export_campaign
+
+        out = camp.workdir / "exports"
+        paths = export_campaign(camp.workdir, out)
+        _show_status(camp.workdir, top=3)
+        typer.echo(f"exports in {out}: {', '.join(p.name for p in paths)}")
 
 
 @app.command()
@@ -237,6 +259,10 @@ def status(
     top: Annotated[int, typer.Option(help="Best candidates shown per ion.")] = 3,
 ) -> None:
     """Rounds, pending jobs, best candidates per ion and the hypervolume trace of a campaign."""
+    _show_status(workdir, top)
+
+
+def _show_status(workdir: Path, top: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -284,6 +310,22 @@ def status(
                 str(r.round),
             )
         console.print(best)
+    if len(st.front):
+        front = Table(title=f"Pareto front of everything measured ({len(st.front)} electrodes)")
+        for col in ("ion", "charge", "discharge", "V", "mAh/g", "Wh/kg", "fidelity", "round"):
+            front.add_column(col)
+        for r in st.front.head(12).itertuples():
+            front.add_row(
+                str(r.working_ion),
+                str(r.formula_charge),
+                str(r.formula_discharge),
+                _fmt(r.average_voltage),
+                _fmt(r.capacity_grav),
+                _fmt(r.energy_grav),
+                str(getattr(r, "fidelity", "")),
+                str(r.round),
+            )
+        console.print(front)
     if len(st.hypervolume):
         trace = ", ".join(
             f"{int(r.round)}: {r.hypervolume:.4g}" for r in st.hypervolume.itertuples()
@@ -308,6 +350,51 @@ def export(
 
     paths = export_campaign(workdir, out)
     typer.echo(f"wrote {len(paths)} file(s) to {out}: {', '.join(p.name for p in paths)}")
+
+
+@app.command()
+@_user_errors
+def plugins(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (a list of plugins) instead of a table.")
+    ] = False,
+) -> None:
+    """List installed oracles and hook plugins with their package, version and hooks.
+
+    Exits with status 2 when a plugin cannot be loaded or its hooks do not match the
+    specifications (each problem is printed).
+    """
+    import dataclasses
+    import json
+
+    from discovery.plugins import installed_plugins
+
+    found = installed_plugins()
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(p) for p in found], indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="installed plugins")
+        for col in ("kind", "name", "package", "version", "target", "hooks"):
+            table.add_column(col)
+        for p in found:
+            hooks = ", ".join(h.removeprefix("discovery_") for h in p.hooks)
+            table.add_row(
+                p.kind,
+                p.name,
+                p.package,
+                p.version,
+                p.target,
+                "[red]cannot be used[/red]" if p.error else hooks or "-",
+            )
+        Console(width=max(120, Console().width)).print(table)
+    broken = [p for p in found if p.error]
+    for p in broken:
+        _echo(f"error: {p.error}")
+    if broken:
+        raise typer.Exit(2)
 
 
 def main() -> None:

@@ -337,5 +337,5 @@ def test_oracle_options_are_validated_with_the_field_named(tmp_path: Path) -> No
         make_oracle("model", {}, context)
     with pytest.raises(DiscoveryError, match=r"no such file"):
         make_oracle("replay", {"path": "missing.csv"}, context)
-    with pytest.raises(DiscoveryError, match=r"unknown oracle 'lab'.*installed: model, replay"):
-        make_oracle("lab", {}, context)
+    with pytest.raises(DiscoveryError, match=r"unknown oracle 'nmr'.*installed: .*model, replay"):
+        make_oracle("nmr", {}, context)

@@ -140,7 +140,20 @@ class Campaign:
             self.oracle: Oracle | None = self._given_oracle
             try:
                 self._check_spec()
+                from discovery.plugins import CampaignHooks
+
+                # Hook plugins load (and are checked) before any work; the oracle's own hooks
+                # join once it exists.
+                self.hooks = CampaignHooks.load(
+                    self.spec.plugins,
+                    campaign=self.spec.name,
+                    workdir=self.workdir,
+                    log=self.ledger.log,
+                )
                 self._prepare()
+                self.hooks.add_oracle(
+                    self.oracle, None if self._given_oracle else self.spec.oracle.name
+                )
                 return self._loop(wait, poll_interval_s, wait_timeout_s, propose_ahead, max_rounds)
             finally:
                 if self.oracle is not None and self._given_oracle is None:
@@ -207,6 +220,13 @@ class Campaign:
             self.ledger.set_initial(rows)
             self.ledger.set_meta("initial_recorded", len(rows))
 
+        if self.oracle is None:
+            context = OracleContext(
+                base_dir=self.base_dir, workdir=self.workdir, ions=self.ions, seed=spec.seed
+            )
+            self.oracle = make_oracle(spec.oracle.name, spec.oracle.options, context)
+        self._fidelities()
+
         self.space = None
         self.pool: pd.DataFrame | None = None
         if spec.space.kind == "continuous":
@@ -219,16 +239,42 @@ class Campaign:
             from discovery.features import electrode_features
 
             features = electrode_features(self.pool, self.ions)
-            self.pool_features = features.values
+            self.pool_features = self._at_target_fidelity(features.values)
             self.pool_exact = features.pairs.capacity_grav_mah_g.reshape(-1, 1).astype(np.float64)
             self.pool_index = {c: i for i, c in enumerate(self.pool["candidate_id"])}
             self.report.line(f"candidate pool: {len(self.pool):,} electrodes")
 
-        if self.oracle is None:
-            context = OracleContext(
-                base_dir=self.base_dir, workdir=self.workdir, ions=self.ions, seed=spec.seed
+    def _fidelities(self) -> None:
+        """The fidelity levels the surrogate takes as input and the one proposals are scored at.
+
+        Declared: ``surrogate.fidelities``, else the initial data's fidelity and the oracle's.
+        With one level the model has no fidelity input (``self.levels`` is empty).
+        """
+        assert self.oracle is not None
+        spec = self.spec
+        declared = list(spec.surrogate.fidelities or [])
+        if not declared:
+            if spec.initial_data is not None:
+                declared.append(spec.initial_data.fidelity)
+            if self.oracle.fidelity not in declared:
+                declared.append(self.oracle.fidelity)
+        elif self.oracle.fidelity not in declared:
+            raise DiscoveryError(
+                f"surrogate.fidelities: the oracle {self.oracle.name!r} answers at fidelity "
+                f"{self.oracle.fidelity!r}, which is not listed ({', '.join(declared)})"
             )
-            self.oracle = make_oracle(spec.oracle.name, spec.oracle.options, context)
+        self.declared_fidelities = declared
+        self.target_fidelity = spec.surrogate.target_fidelity or self.oracle.fidelity
+        self.levels = declared if len(declared) > 1 else []
+
+    def _at_target_fidelity(self, features: np.ndarray) -> np.ndarray:
+        """Features of candidates with the target fidelity's indicator columns appended."""
+        if not self.levels:
+            return features
+        from discovery.features.fidelity import fidelity_features
+
+        fid = fidelity_features(self.target_fidelity, self.levels, len(features))
+        return np.hstack([features, fid])
 
     def _load_pool(self) -> pd.DataFrame:
         from discovery.campaign.spec import ContinuousSpaceSpec, TableSpace
@@ -364,6 +410,7 @@ class Campaign:
                 ledger.set_round_state(round_, "complete", {"note": "no candidate left"})
                 return False
             ledger.add_proposals(round_, rows)
+            self.hooks.batch_proposed(round_, ledger.proposals(round_))
             self.report.line(f"round {round_}: proposed {len(rows)} candidate(s)")
         if ledger.round_state(round_) == "proposed":
             self._submit(round_)
@@ -414,22 +461,32 @@ class Campaign:
         by_job = {r.job_id: r for r in jobs.itertuples()}
         states = self.oracle.poll(list(by_job))
         finished = [j for j, s in states.items() if s in ("done", "failed") and j in by_job]
-        if not finished:
-            return
+        # collect() runs even when no job finished: an oracle may return answers no open job can
+        # take (a lab's row with an unknown candidate id), which are logged and reported below.
         corrections = bool(getattr(self.oracle, "accepts_corrections", False))
         n_new = 0
         for result in self.oracle.collect(finished):
             job = by_job.get(result.job_id)
             if job is None or job.candidate_id != result.candidate_id:
                 self.ledger.log(
-                    "unknown_result", job_id=result.job_id, candidate_id=result.candidate_id
+                    "unknown_result",
+                    job_id=result.job_id,
+                    candidate_id=result.candidate_id,
+                    message=result.message,
+                )
+                self.report.line(
+                    f"ignored an answer for {result.candidate_id!r}, which has no open job"
+                    + (f": {result.message}" if result.message else "")
+                    if result.candidate_id or not result.message
+                    else f"ignored an answer: {result.message}"
                 )
                 continue
             result, problem = self._check_result(result)
             if problem is None:
                 n_new += self.ledger.add_result(result, int(job.round))
                 continue
-            self.ledger.add_result(result, int(job.round), status="rejected", message=problem)
+            if self.ledger.add_result(result, int(job.round), status="rejected", message=problem):
+                self.report.line(f"rejected the answer for {result.candidate_id}: {problem}")
             if not corrections:
                 self.ledger.close_rejected(
                     result.candidate_id,
@@ -443,10 +500,29 @@ class Campaign:
             self.report.line(f"{n_new} result(s) recorded")
 
     def _check_result(self, result: Result) -> tuple[Result, str | None]:
-        """Fill capacity and energy from the formulas; return a reason to reject, if any."""
+        """Fill capacity and energy from the formulas; return a reason to reject, if any.
+
+        An ``ok`` answer first goes through the hook plugins (``discovery_result_received``), which
+        may replace it (converted units) or reject it."""
+        if result.status == "ok":
+            candidate = {
+                "candidate_id": result.candidate_id,
+                **self._proposal_row(result.candidate_id),
+            }
+            answer = self.hooks.result_received(result, candidate)
+            if isinstance(answer, str):
+                return result, answer
+            result = answer
+        if result.status == "rejected":
+            return result, result.message or f"rejected by the oracle {result.oracle!r}"
         if result.status != "ok":
             return result, None
         problems = result.problems()
+        if result.fidelity not in self.declared_fidelities:
+            problems.append(
+                f"fidelity {result.fidelity!r} is not one of the campaign's "
+                f"({', '.join(self.declared_fidelities)}); list it in surrogate.fidelities"
+            )
         values = dict(result.values)
         if not problems:
             missing = [t for t in self.targets[:1] if t not in values]
@@ -502,9 +578,13 @@ class Campaign:
     # ------------------------------------------------------------------ models and proposals
     def _training_frame(self) -> pd.DataFrame:
         results = self.ledger.results(("ok",))
-        parts = [self.known[["battery_id", *_CORE, *[t for t in self.targets if t in self.known]]]]
+        known = self.known[["battery_id", *_CORE, *[t for t in self.targets if t in self.known]]]
+        initial = self.spec.initial_data
+        parts = [known.assign(fidelity=initial.fidelity if initial is not None else "")]
         if len(results):
-            answered = results[["candidate_id", *_CORE, *[t for t in self.targets if t in results]]]
+            answered = results[
+                ["candidate_id", *_CORE, "fidelity", *[t for t in self.targets if t in results]]
+            ]
             parts.append(answered.rename(columns={"candidate_id": "battery_id"}))
         frame = pd.concat(parts, ignore_index=True)
         for t in self.targets:
@@ -520,7 +600,7 @@ class Campaign:
         saved, _ = self.ledger.round_model(round_)
         if saved is not None and (self.workdir / saved / "manifest.json").is_file():
             return DeepEnsemble.load(self.workdir / saved)
-        frame = self._training_frame()
+        frame = self.hooks.before_training(round_, self._training_frame())
         if len(frame) < 10:
             raise DiscoveryError(
                 f"round {round_}: only {len(frame)} labeled row(s) to train on; give initial_data "
@@ -535,11 +615,13 @@ class Campaign:
             config=config,
             ions=self.ions,
             progress=lambda e, n: self.report.progress("train", label, e, n),
+            fidelities=self.levels,
         )
         self.report.finish("train")
         rel = f"models/round-{round_:03d}"
         model.save(self.workdir / rel)
         self.ledger.set_round_model(round_, rel, len(frame))
+        self.hooks.after_training(round_, model, frame, self.workdir / rel)
         return model
 
     def _measured_in_scope(self) -> pd.DataFrame:
@@ -563,7 +645,7 @@ class Campaign:
         measured = self._measured_in_scope()
         if len(measured):
             base = electrode_features(measured, self.ions)
-            base_x = base.values
+            base_x = self._at_target_fidelity(base.values)
             base_exact = base.pairs.capacity_grav_mah_g.reshape(-1, 1).astype(np.float64)
         else:
             n_features = len(model.feature_names)
@@ -623,9 +705,19 @@ class Campaign:
                 ]
             )
             from discovery.propose import propose_continuous
+            from discovery.propose.continuous import ContinuousSpaceLike, with_fixed_features
 
+            space: ContinuousSpaceLike = self.space
+            if self.levels:
+                from discovery.features.fidelity import fidelity_feature_names, fidelity_features
+
+                space = with_fixed_features(
+                    self.space,
+                    fidelity_feature_names(self.levels),
+                    fidelity_features(self.target_fidelity, self.levels)[0],
+                )
             proposal = propose_continuous(
-                space=self.space,
+                space=space,
                 pending_X=pending_x.reshape(-1, self.space.dim),
                 num_restarts=acq.num_restarts,
                 raw_samples=acq.raw_samples,

@@ -55,13 +55,15 @@ def _objectives(ledger: Ledger) -> list[SimpleNamespace]:
 def history(ledger: Ledger) -> pd.DataFrame:
     """Every measured point: in-scope initial rows (round -1) and every oracle answer, in order."""
     initial = ledger.initial()
+    spec = ledger.get_meta("spec") or {}
     if len(initial):
+        fidelity = (spec.get("initial_data") or {}).get("fidelity", "mp-gga")
         initial = initial.assign(
-            round=-1, status="ok", oracle="initial_data", fidelity="initial_data", message=""
+            round=-1, status="ok", oracle="initial_data", fidelity=fidelity, message=""
         )
     results = ledger.results()
     frame = pd.concat([initial, results], ignore_index=True) if len(initial) else results
-    frame["feasible"] = _feasible(frame, (ledger.get_meta("spec") or {}).get("constraints", []))
+    frame["feasible"] = _feasible(frame, spec.get("constraints", []))
     front = [
         "candidate_id",
         "round",
@@ -145,10 +147,12 @@ class CampaignStatus:
     best: pd.DataFrame
     hypervolume: pd.DataFrame
     reference_point: tuple[float, ...] | None
+    front: pd.DataFrame
 
 
 def campaign_status(workdir: str | Path, top: int = 3) -> CampaignStatus:
-    """The state of the campaign in ``workdir``: rounds, pending jobs, best per ion, hypervolume."""
+    """The state of the campaign in ``workdir``: rounds, pending jobs, best per ion, hypervolume,
+    and the Pareto front of everything measured (as exported to ``pareto.csv``)."""
     ledger = open_ledger(workdir)
     try:
         hist = history(ledger)
@@ -165,6 +169,14 @@ def campaign_status(workdir: str | Path, top: int = 3) -> CampaignStatus:
             )
         else:
             best = ok.head(0)
+        from discovery.export.writers import pareto_rows
+
+        objectives = _objectives(ledger)
+        front = (
+            pareto_rows(hist, objectives)
+            if len(hist) and all(o.name in hist for o in objectives)
+            else hist.head(0)
+        )
         return CampaignStatus(
             name=str(spec.get("name", "?")),
             rounds=ledger.rounds(),
@@ -173,6 +185,7 @@ def campaign_status(workdir: str | Path, top: int = 3) -> CampaignStatus:
             best=best,
             hypervolume=hypervolume_table(ledger, hist),
             reference_point=reference_point_of(ledger, hist),
+            front=front,
         )
     finally:
         ledger.close()

@@ -707,6 +707,40 @@ class SurrogateSpec(BaseModel):
     weight_decay: float = Field(
         default=1e-4, ge=0, description="AdamW decoupled weight decay. Default: 0.0001."
     )
+    fidelities: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Fidelity levels the surrogate takes as input (e.g. [mp-gga, chgnet, experiment]); "
+            "an answer at another fidelity is rejected. With two or more levels each row's fidelity "
+            "is a model input. Default: the initial data's fidelity and the oracle's."
+        ),
+    )
+    target_fidelity: str | None = Field(
+        default=None,
+        description=(
+            "The fidelity proposals are scored at (one of the fidelities). Default: the oracle's."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _target_listed(self) -> SurrogateSpec:
+        problems: list[tuple[Loc, str]] = []
+        if self.fidelities is not None:
+            problems += [
+                (("fidelities", i), f"{self.fidelities[i]!r} is listed twice")
+                for i in _duplicates(self.fidelities)
+            ]
+            if self.target_fidelity is not None and self.target_fidelity not in self.fidelities:
+                problems.append(
+                    (
+                        ("target_fidelity",),
+                        f"{self.target_fidelity!r} is not one of fidelities "
+                        f"({', '.join(self.fidelities)})",
+                    )
+                )
+        _raise_if(problems)
+        return self
 
     @field_validator("targets")
     @classmethod
@@ -820,6 +854,14 @@ class InitialDataSpec(BaseModel):
     )
     drop_invalid: bool = Field(
         default=True, description="Skip invalid rows instead of failing. Default: true."
+    )
+    fidelity: str = Field(
+        default="mp-gga",
+        min_length=1,
+        description=(
+            "Fidelity of the table's values: 'mp-gga' (Materials Project GGA/GGA+U), 'chgnet', "
+            "'experiment', ... Default: 'mp-gga'."
+        ),
     )
 
     @field_validator("path")
@@ -966,6 +1008,14 @@ class CampaignSpec(BaseModel):
         default=None, description="Labeled data to train on before round 1. Default: none."
     )
     oracle: OracleSpec = Field(description="Who answers the proposals. Required.")
+    plugins: list[str] = Field(
+        default=[],
+        description=(
+            "Hook plugins active in this campaign: names of installed entry points of the group "
+            "'discovery.hooks' (`discover plugins` lists them), called in this order after the "
+            "oracle's own hooks. Default: none."
+        ),
+    )
     compute: ComputeSpec = Field(
         default_factory=ComputeSpec, description="Where the work runs. Default: this process."
     )
@@ -985,6 +1035,25 @@ class CampaignSpec(BaseModel):
                 f"expected a non-empty name of letters, digits, '_', '.' and '-', got {name!r}"
             )
         return name
+
+    @field_validator("plugins")
+    @classmethod
+    def _known_plugins(cls, plugins: list[str]) -> list[str]:
+        from discovery.plugins import HOOKS_GROUP, hook_plugin_names
+
+        known = hook_plugin_names()
+        listed = ", ".join(known) or f"none (hook plugins are entry points of {HOOKS_GROUP!r})"
+        problems: list[tuple[Loc, str]] = [
+            (
+                (i,),
+                f"unknown plugin {name!r}{_suggest(name, known)}; installed hook plugins: {listed}",
+            )
+            for i, name in enumerate(plugins)
+            if name not in known
+        ]
+        problems += [((i,), f"{plugins[i]!r} is listed twice") for i in _duplicates(plugins)]
+        _raise_if(problems)
+        return plugins
 
     def ion_table(self) -> IonTable:
         """The default ion table extended with :attr:`extra_ions`."""

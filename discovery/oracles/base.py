@@ -75,8 +75,11 @@ class Result:
     Attributes:
         candidate_id: the request's candidate id.
         job_id: the id :meth:`Oracle.submit` returned.
-        status: ``"ok"`` (values are measurements) or ``"failed"`` (the oracle could not answer;
-            ``message`` says why, and the candidate is not retried).
+        status: ``"ok"`` (values are measurements), ``"failed"`` (the oracle could not answer;
+            ``message`` says why, and the candidate is not retried) or ``"rejected"`` (the oracle
+            received an answer it cannot vouch for, e.g. a lab's row with a non-numeric voltage;
+            ``message`` names where and why; it is recorded and kept out of training, and an oracle
+            with ``accepts_corrections`` may send a corrected answer later).
         values: measured outcomes in their units: ``average_voltage`` (V vs the ion metal),
             ``capacity_grav`` (mAh/g), ``energy_grav`` (Wh/kg), ``max_delta_volume`` (fraction),
             ... Missing capacity and energy are filled in from the formulas by the campaign.
@@ -88,7 +91,7 @@ class Result:
 
     candidate_id: str
     job_id: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "rejected"]
     values: Mapping[str, float]
     oracle: str
     fidelity: str

@@ -60,19 +60,27 @@ class ReplayOptions(BaseModel):
     drop_invalid: bool = Field(
         default=True, description="Skip invalid rows of the table instead of refusing it."
     )
+    fidelity: str = Field(
+        default="mp-gga",
+        min_length=1,
+        description="Fidelity of the table's values (Materials Project GGA/GGA+U by default).",
+    )
 
 
 class ReplayOracle:
     """Answers from a labeled table; see the module docstring."""
 
-    fidelity = "replay"
-
     def __init__(
-        self, table: pd.DataFrame, outcomes: Sequence[str] | None = None, name: str = "replay"
+        self,
+        table: pd.DataFrame,
+        outcomes: Sequence[str] | None = None,
+        name: str = "replay",
+        fidelity: str = "mp-gga",
     ) -> None:
         from discovery.space import candidate_ids
 
         self.name = name
+        self.fidelity = fidelity
         cols = (
             list(outcomes) if outcomes is not None else [c for c in DEFAULT_OUTCOMES if c in table]
         )
@@ -101,7 +109,11 @@ class ReplayOracle:
         unmatched = sorted({p.row for p in report.problems if p.kind in _UNMATCHABLE})
         if unmatched and not opts.drop_invalid:
             raise report.error()
-        return cls(table.drop(index=table.index[unmatched]).reset_index(drop=True), opts.outcomes)
+        return cls(
+            table.drop(index=table.index[unmatched]).reset_index(drop=True),
+            opts.outcomes,
+            fidelity=opts.fidelity,
+        )
 
     def __contains__(self, candidate_id: str) -> bool:
         return candidate_id in self._rows

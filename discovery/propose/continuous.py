@@ -65,6 +65,58 @@ class ContinuousSpaceLike(Protocol):
     def sample(self, n: int, seed: int) -> np.ndarray: ...
 
 
+class _WithFixedFeatures:
+    """A continuous space whose features end with constant columns (see :func:`with_fixed_features`)."""
+
+    def __init__(
+        self, space: ContinuousSpaceLike, names: Sequence[str], values: np.ndarray
+    ) -> None:
+        self._space = space
+        self._names = tuple(names)
+        self._values = np.asarray(values, dtype=np.float64).reshape(-1)
+
+    @property
+    def dim(self) -> int:
+        return self._space.dim
+
+    @property
+    def bounds(self) -> torch.Tensor:
+        return self._space.bounds
+
+    @property
+    def equality_constraints(self) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+        return self._space.equality_constraints
+
+    @property
+    def inequality_constraints(self) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+        return self._space.inequality_constraints
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return (*self._space.feature_names, *self._names)
+
+    def features(self, X: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        base = self._space.features(X)
+        fixed = torch.as_tensor(self._values, dtype=base.dtype, device=base.device)
+        return torch.cat([base, fixed.expand(*base.shape[:-1], len(self._values))], dim=-1)
+
+    def exact(self, X: torch.Tensor) -> torch.Tensor:
+        return self._space.exact(X)
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        return self._space.sample(n, seed)
+
+
+def with_fixed_features(
+    space: ContinuousSpaceLike, names: Sequence[str], values: np.ndarray
+) -> ContinuousSpaceLike:
+    """``space`` with constant feature columns ``names`` = ``values`` appended to its features
+    (e.g. the indicator columns of the fidelity proposals are scored at)."""
+    return _WithFixedFeatures(space, names, values)
+
+
 def propose_continuous(
     *,
     strategy: str = "qlognehvi",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from discovery.surrogate.electrode import (
     VOLTAGE,
+    model_fidelities,
     predict_electrodes,
     prediction_columns,
     train_electrode_model,
@@ -25,6 +26,7 @@ __all__ = [
     "EnsembleConfig",
     "EnsembleModel",
     "Prediction",
+    "model_fidelities",
     "predict_electrodes",
     "prediction_columns",
     "train_electrode_model",

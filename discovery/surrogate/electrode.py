@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "VOLTAGE",
+    "model_fidelities",
     "predict_electrodes",
     "prediction_columns",
     "table_sha256",
@@ -22,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from discovery.chemistry.ions import DEFAULT_IONS, IonTable
-from discovery.errors import MissingColumnsError
+from discovery.errors import DiscoveryError, MissingColumnsError
 from discovery.features import electrode_features
+from discovery.features.fidelity import fidelity_feature_names, fidelity_features
 from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig
 
 #: The default learned target: average voltage vs the working-ion metal, in V.
@@ -44,26 +46,39 @@ def train_electrode_model(
     config: EnsembleConfig | None = None,
     ions: IonTable = DEFAULT_IONS,
     progress: Callable[[int, int], None] | None = None,
+    fidelities: Sequence[str] = (),
 ) -> DeepEnsemble:
     """Featurize a validated electrode table and train a deep ensemble on ``targets``.
 
     Rows with a missing value in one target still train the others. The manifest records the ions
     seen, the number of rows and a hash of the training data.
+
+    ``fidelities``: with two or more levels, the table's ``fidelity`` column becomes an input (one
+    indicator column per level, :mod:`discovery.features.fidelity`) and the levels are stored in
+    the manifest, so predictions say at which fidelity they are made. One level or none: no input.
     """
+    levels = list(fidelities) if len(fidelities) > 1 else []
     missing = [t for t in targets if t not in frame.columns]
+    if levels and "fidelity" not in frame.columns:
+        missing.append("fidelity")
     if missing:
         raise MissingColumnsError("training data", missing, [str(c) for c in frame.columns])
     features = electrode_features(frame, ions)
+    x, names = features.values, features.names
+    if levels:
+        x = np.hstack([x, fidelity_features(frame["fidelity"].astype(str).tolist(), levels)])
+        names = (*names, *fidelity_feature_names(levels))
     y = frame[list(targets)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
     metadata = {
         "ions_seen": sorted(set(frame["working_ion"])),
         "n_rows": len(frame),
-        "data_sha256": table_sha256(frame, [*_KEY_COLUMNS, *targets]),
+        "data_sha256": table_sha256(frame, [*_KEY_COLUMNS, *targets, *(["fidelity"] * bool(levels))]),
+        "fidelities": levels,
     }
     return DeepEnsemble(config).fit(
-        features.values,
+        x,
         y,
-        feature_names=features.names,
+        feature_names=names,
         target_names=list(targets),
         groups=frame["battery_id"].astype(str).to_numpy(),
         metadata=metadata,
@@ -77,8 +92,17 @@ def prediction_columns(target: str) -> tuple[str, str]:
     return f"{stem}_mean", f"{stem}_std"
 
 
+def model_fidelities(model: DeepEnsemble) -> list[str]:
+    """The fidelity levels a model takes as input (empty: a single-fidelity model)."""
+    return list(model.metadata.get("fidelities") or [])
+
+
 def predict_electrodes(
-    model: DeepEnsemble, frame: pd.DataFrame, *, ions: IonTable = DEFAULT_IONS
+    model: DeepEnsemble,
+    frame: pd.DataFrame,
+    *,
+    ions: IonTable = DEFAULT_IONS,
+    fidelity: str | None = None,
 ) -> pd.DataFrame:
     """Predict every row of a candidate table (formula_charge, formula_discharge, working_ion).
 
@@ -86,10 +110,23 @@ def predict_electrodes(
     and ``<target>_std`` for other targets), ``capacity_grav`` (mAh/g, exact), ``energy_grav``
     (Wh/kg) and ``energy_grav_std`` (Wh/kg). An input column of the same name is kept as
     ``<name>_input``.
+
+    ``fidelity``: the fidelity to predict at; required when the model was trained on several
+    (:func:`model_fidelities`), ignored otherwise.
     """
     features = electrode_features(frame, ions)
-    model.check_features(features.names)
-    prediction = model.predict(features.values)
+    x, names = features.values, features.names
+    levels = model_fidelities(model)
+    if levels:
+        if fidelity is None:
+            raise DiscoveryError(
+                f"this model was trained on the fidelities {', '.join(levels)}: say which one to "
+                "predict at"
+            )
+        x = np.hstack([x, fidelity_features(fidelity, levels, len(frame))])
+        names = (*names, *fidelity_feature_names(levels))
+    model.check_features(names)
+    prediction = model.predict(x)
     capacity = features.pairs.capacity_grav_mah_g
     added: dict[str, np.ndarray] = {}
     for t, target in enumerate(model.target_names):
