@@ -147,6 +147,25 @@ def test_a_changed_campaign_is_refused_on_resume(campaign_file: Path, tmp_path: 
     assert Campaign.from_file(campaign_file, workdir=workdir).run().oracle_calls == 10
 
 
+def test_a_workdir_from_before_newer_fields_resumes(campaign_file: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    Campaign.from_file(campaign_file, workdir=workdir).run(max_rounds=1)
+    # a ledger written before the plugins and fidelity fields existed
+    ledger = Ledger(workdir / "ledger.sqlite")
+    old = ledger.get_meta("spec")
+    del old["plugins"], old["surrogate"]["fidelities"], old["initial_data"]["fidelity"]
+    ledger.set_meta("spec", old)
+    ledger.close()
+    assert Campaign.from_file(campaign_file, workdir=workdir).run(max_rounds=1).oracle_calls == 10
+    # a new field set away from its default is a different campaign
+    ledger = Ledger(workdir / "ledger.sqlite")
+    ledger.set_meta("spec", old)
+    ledger.close()
+    campaign_file.write_text(CAMPAIGN.replace("ions: [Li]}", "ions: [Li], fidelity: experiment}"))
+    with pytest.raises(DiscoveryError, match="different initial_data"):
+        Campaign.from_file(campaign_file, workdir=workdir).run()
+
+
 class _FlakyReplay(ReplayOracle):
     """Replay that answers NaN or text for chosen candidates (a broken calculation)."""
 

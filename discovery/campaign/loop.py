@@ -168,6 +168,7 @@ class Campaign:
             self.ledger.set_meta("spec", current)
             self.ledger.log("created", name=self.spec.name)
             return
+        stored = _with_new_defaults(stored, self.spec)
         changed = sorted(
             k
             for k in set(stored) | set(current)
@@ -828,6 +829,27 @@ class Campaign:
         if "average_voltage" in out:
             out["energy_grav"] = out["average_voltage"] * out["capacity_grav"]
         return out
+
+
+def _with_new_defaults(stored: dict[str, Any], model: Any) -> dict[str, Any]:
+    """A stored spec dump with the defaults of fields added since it was written.
+
+    A work directory made by an older discovery lacks the newer fields; they behaved as their
+    defaults then, so a campaign file that leaves them at their defaults is the same campaign.
+    """
+    from pydantic import BaseModel
+    from pydantic_core import PydanticUndefined, to_jsonable_python
+
+    out = dict(stored)
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if name not in out:
+            default = field.get_default(call_default_factory=True)
+            if default is not PydanticUndefined:
+                out[name] = to_jsonable_python(default)
+        elif isinstance(value, BaseModel) and isinstance(out[name], dict):
+            out[name] = _with_new_defaults(out[name], value)
+    return out
 
 
 def _capacity(row: dict[str, Any], ions: Any) -> float:
