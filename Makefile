@@ -7,15 +7,21 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast bench lint format clean
+PLUGIN := plugins/discovery-chgnet
+
+.PHONY: install run test test-fast bench lint format clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e $(PLUGIN)
 	touch $(STAMP)
+
+# The offline demo: a generated Na/K/Mg cathode pool answered by CHGNet, exports in runs/demo/.
+run: install
+	$(BIN)/discover run campaigns/demo.yaml
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -27,13 +33,13 @@ bench: install
 	$(BIN)/python -m bench
 
 lint: install
-	$(BIN)/ruff check discovery tests bench
-	$(BIN)/ruff format --check discovery tests bench
+	$(BIN)/ruff check discovery tests bench plugins
+	$(BIN)/ruff format --check discovery tests bench plugins
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format discovery tests bench
-	$(BIN)/ruff check --fix discovery tests bench
+	$(BIN)/ruff format discovery tests bench plugins
+	$(BIN)/ruff check --fix discovery tests bench plugins
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(PLUGIN)/*.egg-info

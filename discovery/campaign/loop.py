@@ -352,6 +352,11 @@ class Campaign:
             if not wait:
                 return self._outcome("waiting", f"waiting for results of {len(jobs)} job(s)")
             now = time.monotonic()
+            if waited_since is None:
+                # An oracle may say what it waits for (the lab oracle: which file to fill in).
+                hint = getattr(self.oracle, "waiting_hint", None)
+                if callable(hint) and (text := hint()):
+                    self.report.line(text)
             waited_since = waited_since or now
             if wait_timeout_s is not None and now - waited_since > wait_timeout_s:
                 return self._outcome(
