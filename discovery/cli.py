@@ -397,6 +397,185 @@ def plugins(
         raise typer.Exit(2)
 
 
+# ---------------------------------------------------------------------------- benchmarks
+benchmark_app = typer.Typer(
+    help=(
+        "Retrospective benchmarks: strategies against random on a replayed pool "
+        "(`discover benchmark --data FILE --ions Na,K`), and transfer across ions "
+        "(`discover benchmark transfer`)."
+    ),
+)
+app.add_typer(benchmark_app, name="benchmark")
+
+
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated list (None stays None)."""
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _window(text: str) -> tuple[float, float] | None:
+    if text.strip().lower() == "none":
+        return None
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise DiscoveryError(
+            f"--voltage-window: expected 'MIN,MAX' in V or 'none', got {text!r}"
+        ) from None
+    return low, high
+
+
+@benchmark_app.callback(invoke_without_command=True)
+@_user_errors
+def benchmark(
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None, typer.Option(help="Labeled electrode table: the pool and the oracle.")
+    ] = None,
+    ions: Annotated[str | None, typer.Option(help="Working ions of the pool, e.g. Na,K.")] = None,
+    strategies: Annotated[
+        str | None,
+        typer.Option(help="Strategies to compare (default: qlognehvi,qnparego,greedy,random)."),
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per strategy (default: 10).")] = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(help="Oracle calls per run, initial design included (default: 120)."),
+    ] = None,
+    batch: Annotated[int | None, typer.Option(help="Candidates per round (default: 8).")] = None,
+    init: Annotated[
+        int | None,
+        typer.Option(help="Seeded random initial design, shared by the strategies (default: 16)."),
+    ] = None,
+    voltage_window: Annotated[
+        str, typer.Option(help="Voltage window MIN,MAX in V (a constraint), or 'none'.")
+    ] = "1.5,4.5",
+    prior_ions: Annotated[
+        str | None,
+        typer.Option(help="Ions of the table the surrogate also trains on (never proposed)."),
+    ] = None,
+    members: Annotated[int | None, typer.Option(help="Ensemble members (default: 8).")] = None,
+    max_epochs: Annotated[
+        int | None, typer.Option(help="Training epoch cap per round (default: 100).")
+    ] = None,
+    target: Annotated[
+        float, typer.Option(help="Fraction of the maximum hypervolume to reach (acceleration).")
+    ] = 0.9,
+    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="Test-sized: qlognehvi and random, 2 seeds, 40 calls, a small surrogate.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Parallel processes (default: the machine's cores).")
+    ] = None,
+    keep_models: Annotated[
+        bool, typer.Option("--keep-models", help="Keep each round's model.")
+    ] = False,
+) -> None:
+    """Run retrospective campaigns of several strategies on the same seeds and initial designs.
+
+    Writes results.csv, runs.csv, summary.md, hv_vs_calls.png and front_found.png to --out; a
+    second invocation skips the finished runs.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    missing = [f"--{n}" for n, v in (("data", data), ("ions", ions), ("out", out)) if v is None]
+    if missing:
+        raise DiscoveryError(f"discover benchmark: give {', '.join(missing)}")
+    from discovery.benchmark.runner import BenchmarkConfig, run_benchmark
+
+    config = BenchmarkConfig.create(
+        quick=quick,
+        data=data,
+        ions=_names(ions),
+        out=out,
+        strategies=_names(strategies),
+        seeds=seeds,
+        budget=budget,
+        batch=batch,
+        init=init,
+        window=_window(voltage_window),
+        prior_ions=_names(prior_ions),
+        members=members,
+        max_epochs=max_epochs,
+        target=target,
+        workers=workers,
+        keep_models=keep_models,
+    )
+    result = run_benchmark(config, line=typer.echo)
+    typer.echo(
+        f"benchmark written to {result.out} in {result.seconds / 60:.1f} min: "
+        + ", ".join(p.name for p in result.files)
+    )
+    for row in result.summary.itertuples():
+        typer.echo(f"  {row.strategy}: acceleration vs random {row.af_text}")
+
+
+@benchmark_app.command("transfer")
+@_user_errors
+def benchmark_transfer(
+    data: Annotated[Path, typer.Option(help="Labeled electrode table (invalid rows dropped).")],
+    target: Annotated[
+        str, typer.Option(help="Target ion(s), comma-separated, e.g. Na or Na,K,Mg,Ca,Zn,Al.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    source: Annotated[
+        str | None, typer.Option(help="Ions to pre-train on (default: every other ion).")
+    ] = None,
+    sizes: Annotated[
+        str, typer.Option(help="Target rows seen; 'all' adds all the training rows.")
+    ] = "0,10,25,50,100,all",
+    repeats: Annotated[int, typer.Option(min=1, help="Repeats (seeds).")] = 3,
+    members: Annotated[int, typer.Option(min=1, help="Ensemble members.")] = 8,
+    max_epochs: Annotated[int, typer.Option(min=1, help="Epoch cap (pre-training).")] = 120,
+    finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
+    importance: Annotated[
+        bool, typer.Option("--importance/--no-importance", help="Permutation importance.")
+    ] = True,
+    importance_repeats: Annotated[
+        int, typer.Option(min=1, help="Shuffles per feature group (importance).")
+    ] = 3,
+    workers: Annotated[
+        int | None, typer.Option(help="Parallel processes (default: the machine's cores).")
+    ] = None,
+) -> None:
+    """Voltage learning curves on target ions: pre-trained on the other ions and fine-tuned,
+    against trained on the target alone (grouped by battery_id); permutation importance."""
+    from discovery.benchmark.transfer import TransferConfig, run_transfer
+
+    items = _names(sizes) or []
+    try:
+        numbers = tuple(int(s) for s in items if s != "all")
+    except ValueError:
+        raise DiscoveryError(f"--sizes: expected integers and 'all', got {sizes!r}") from None
+    settings: dict[str, object] = {
+        "data": data,
+        "targets": tuple(_names(target) or []),
+        "out": out,
+        "source_ions": tuple(_names(source) or []),
+        "sizes": numbers,
+        "all_rows": "all" in items,
+        "repeats": repeats,
+        "members": members,
+        "max_epochs": max_epochs,
+        "finetune_learning_rate": finetune_lr,
+        "importance": importance,
+        "importance_repeats": importance_repeats,
+    }
+    if workers is not None:
+        settings["workers"] = workers
+    result = run_transfer(TransferConfig(**settings), line=typer.echo)  # type: ignore[arg-type]
+    typer.echo(
+        f"transfer results written to {result.out} in {result.seconds / 60:.1f} min: "
+        + ", ".join(p.name for p in result.files)
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -47,6 +47,7 @@ def train_electrode_model(
     ions: IonTable = DEFAULT_IONS,
     progress: Callable[[int, int], None] | None = None,
     fidelities: Sequence[str] = (),
+    init: DeepEnsemble | None = None,
 ) -> DeepEnsemble:
     """Featurize a validated electrode table and train a deep ensemble on ``targets``.
 
@@ -56,6 +57,11 @@ def train_electrode_model(
     ``fidelities``: with two or more levels, the table's ``fidelity`` column becomes an input (one
     indicator column per level, :mod:`discovery.features.fidelity`) and the levels are stored in
     the manifest, so predictions say at which fidelity they are made. One level or none: no input.
+
+    ``init``: a trained model to fine-tune instead of training from scratch (its weights and
+    scalers are the start; see :meth:`DeepEnsemble.fit`); give a ``config`` with the same network
+    shape and a smaller learning rate. Its fidelity levels must equal ``fidelities``. The manifest
+    records the pre-trained model's ions, rows and data hash under ``pretrained``.
     """
     levels = list(fidelities) if len(fidelities) > 1 else []
     missing = [t for t in targets if t not in frame.columns]
@@ -63,6 +69,11 @@ def train_electrode_model(
         missing.append("fidelity")
     if missing:
         raise MissingColumnsError("training data", missing, [str(c) for c in frame.columns])
+    if init is not None and model_fidelities(init) != levels:
+        raise DiscoveryError(
+            f"the model to fine-tune takes the fidelities {model_fidelities(init) or 'none'}, "
+            f"not {levels or 'none'}"
+        )
     features = electrode_features(frame, ions)
     x, names = features.values, features.names
     if levels:
@@ -72,9 +83,17 @@ def train_electrode_model(
     metadata = {
         "ions_seen": sorted(set(frame["working_ion"])),
         "n_rows": len(frame),
-        "data_sha256": table_sha256(frame, [*_KEY_COLUMNS, *targets, *(["fidelity"] * bool(levels))]),
+        "data_sha256": table_sha256(
+            frame, [*_KEY_COLUMNS, *targets, *(["fidelity"] * bool(levels))]
+        ),
         "fidelities": levels,
     }
+    if init is not None:
+        seen = [str(i) for i in init.metadata.get("ions_seen", [])]
+        metadata["ions_seen"] = sorted(set(seen) | set(frame["working_ion"]))
+        metadata["pretrained"] = {
+            k: init.metadata.get(k) for k in ("ions_seen", "n_rows", "data_sha256")
+        }
     return DeepEnsemble(config).fit(
         x,
         y,
@@ -83,6 +102,7 @@ def train_electrode_model(
         groups=frame["battery_id"].astype(str).to_numpy(),
         metadata=metadata,
         progress=progress,
+        init=init,
     )
 
 

@@ -215,8 +215,9 @@ class DeepEnsemble:
         groups: Sequence[object] | np.ndarray,
         metadata: dict[str, Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        init: DeepEnsemble | None = None,
     ) -> DeepEnsemble:
-        """Train all members together.
+        """Train all members together, from scratch or (``init``) from a trained ensemble.
 
         Args:
             x: features, shape (n, d); NaN is not allowed.
@@ -226,6 +227,14 @@ class DeepEnsemble:
             groups: n group labels (``battery_id``); validation takes whole groups.
             metadata: JSON-serializable facts stored in the manifest (ions, data hash, ...).
             progress: called as ``progress(epoch, max_epochs)`` after every epoch (progress bars).
+            init: a trained ensemble to fine-tune. Its weights, used features, input and target
+                scalers and std calibration are copied, and training continues from them with this
+                ensemble's config (give it a smaller ``learning_rate`` than the pre-training's).
+                Early stopping starts from the copied weights' validation loss, so a member that
+                never improves on them keeps them; recalibration needs 10 validation rows, else
+                the copied calibration stays. With ``max_epochs=0`` the weights are not changed.
+                It must have the same feature and target names, members, hidden widths and
+                activation.
         """
         cfg = self.config
         x = np.asarray(x, dtype=np.float32)
@@ -242,32 +251,65 @@ class DeepEnsemble:
 
         start = time.perf_counter()
         train_rows, val_rows = group_split(groups, cfg.val_fraction, cfg.seed)
-        x_train = x[train_rows]
-        std = x_train.std(axis=0)
-        wanted = np.array([not n.startswith(cfg.exclude_prefixes) for n in self.feature_names])
-        varies = std > 1e-8 * (1.0 + np.abs(x_train.mean(axis=0)))
-        self._used = np.flatnonzero(wanted & varies)
-        y_train = y[train_rows]
-        self._scalers = _Scalers(
-            x_mean=torch.from_numpy(x_train[:, self._used].mean(axis=0)),
-            x_std=torch.from_numpy(std[self._used]),
-            y_mean=torch.from_numpy(np.nanmean(y_train, axis=0)),
-            y_std=torch.from_numpy(np.nanstd(y_train, axis=0) + 1e-12),
-            calibration=torch.ones(y.shape[1]),
-        )
+        if init is not None:
+            self._start_from(init)
+        else:
+            x_train = x[train_rows]
+            std = x_train.std(axis=0)
+            wanted = np.array([not n.startswith(cfg.exclude_prefixes) for n in self.feature_names])
+            varies = std > 1e-8 * (1.0 + np.abs(x_train.mean(axis=0)))
+            self._used = np.flatnonzero(wanted & varies)
+            y_train = y[train_rows]
+            self._scalers = _Scalers(
+                x_mean=torch.from_numpy(x_train[:, self._used].mean(axis=0)),
+                x_std=torch.from_numpy(std[self._used]),
+                y_mean=torch.from_numpy(np.nanmean(y_train, axis=0)),
+                y_std=torch.from_numpy(np.nanstd(y_train, axis=0) + 1e-12),
+                calibration=torch.ones(y.shape[1]),
+            )
+        scalers = self._require_scalers()
         xs = self._scale_x(torch.from_numpy(x))
-        ys = (torch.from_numpy(y) - self._scalers.y_mean) / self._scalers.y_std
+        ys = (torch.from_numpy(y) - scalers.y_mean) / scalers.y_std
 
         generator = torch.Generator().manual_seed(cfg.seed)
         self._net = self._build_net()
-        self._net.reset_parameters(generator)
+        if init is None:
+            self._net.reset_parameters(generator)
+        else:
+            self._net.load_state_dict(init._require_net().state_dict())
         self._train(
-            xs, ys, torch.from_numpy(train_rows), torch.from_numpy(val_rows), generator, progress
+            xs,
+            ys,
+            torch.from_numpy(train_rows),
+            torch.from_numpy(val_rows),
+            generator,
+            progress,
+            keep_start=init is not None,
         )
         if cfg.calibrate:
             self._calibrate(x[val_rows], y[val_rows])
         self.history.seconds = time.perf_counter() - start
         return self
+
+    def _start_from(self, init: DeepEnsemble) -> None:
+        """Copy the used features and scalers of a trained ensemble (fine-tuning; see :meth:`fit`)."""
+        init_scalers = init._require_scalers()
+        init._require_net()
+        init.check_features(self.feature_names)
+        if init.target_names != self.target_names:
+            raise ValueError(
+                f"init was trained on the targets {list(init.target_names)}, "
+                f"not {list(self.target_names)}"
+            )
+        shape = ("members", "hidden", "activation")
+        differ = [k for k in shape if getattr(init.config, k) != getattr(self.config, k)]
+        if differ:
+            detail = ", ".join(
+                f"{k} {getattr(init.config, k)!r} != {getattr(self.config, k)!r}" for k in differ
+            )
+            raise ValueError(f"init has another network shape: {detail}")
+        self._used = init._used.copy()
+        self._scalers = _Scalers(**{k: v.detach().clone() for k, v in vars(init_scalers).items()})
 
     def _train(
         self,
@@ -277,7 +319,10 @@ class DeepEnsemble:
         val: Tensor,
         generator: torch.Generator,
         progress: Callable[[int, int], None] | None = None,
+        keep_start: bool = False,
     ) -> None:
+        """Train the members; ``keep_start``: the starting weights' validation loss is the one to
+        beat (fine-tuning), so a member that never improves on it keeps its starting weights."""
         cfg, net = self.config, self._require_net()
         m = cfg.members
         mask = torch.isfinite(ys)
@@ -295,6 +340,20 @@ class DeepEnsemble:
         best_epoch = torch.zeros(m, dtype=torch.long)
         stale = torch.zeros(m, dtype=torch.long)
         x_val, y_val, mask_val = xs[val], ys[val], mask[val]
+
+        def val_loss() -> Tensor:
+            """Per-member validation loss, shape (M,)."""
+            net.eval()
+            with torch.no_grad():
+                mu, var = self._split(net(x_val))
+                if cfg.stop_on == "nll":
+                    loss = 0.5 * (torch.log(var) + (y_val - mu) ** 2 / var) * mask_val
+                else:
+                    loss = (y_val - mu) ** 2 * mask_val
+                return loss.sum(dim=(1, 2)) / mask_val.sum().clamp_min(1)
+
+        if keep_start and len(val):
+            best_loss = val_loss()
         epoch = 0
         for epoch in range(1, cfg.max_epochs + 1):
             net.train()
@@ -314,16 +373,10 @@ class DeepEnsemble:
             schedule.step()
             if progress is not None:
                 progress(epoch, cfg.max_epochs)
-            net.eval()
+            loss_now = val_loss()
             with torch.no_grad():
-                mu, var = self._split(net(x_val))
-                if cfg.stop_on == "nll":
-                    loss = 0.5 * (torch.log(var) + (y_val - mu) ** 2 / var) * mask_val
-                else:
-                    loss = (y_val - mu) ** 2 * mask_val
-                val_loss = loss.sum(dim=(1, 2)) / mask_val.sum().clamp_min(1)
-                improved = val_loss < best_loss - 1e-4
-                best_loss = torch.where(improved, val_loss, best_loss)
+                improved = loss_now < best_loss - 1e-4
+                best_loss = torch.where(improved, loss_now, best_loss)
                 best_epoch = torch.where(improved, epoch, best_epoch)
                 stale = torch.where(improved, 0, stale + 1)
                 for keep, p in zip(best, net.parameters()):
@@ -338,12 +391,13 @@ class DeepEnsemble:
         self.history.best_epoch = best_epoch.tolist()
 
     def _calibrate(self, x_val: np.ndarray, y_val: np.ndarray) -> None:
-        """Set the per-target std factor so 95 % of validation residuals lie within ±1.96 σ."""
+        """Set the per-target std factor so 95 % of validation residuals lie within ±1.96 σ
+        (a target with fewer than 10 validation residuals keeps its current factor)."""
         scalers = self._require_scalers()
+        scale = scalers.calibration.clone()
         scalers.calibration = torch.ones(len(self.target_names))
         pred = self.predict(x_val)
         z = np.abs(y_val - pred.mean) / pred.std
-        scale = torch.ones(len(self.target_names))
         for t in range(len(self.target_names)):
             zt = z[:, t][np.isfinite(z[:, t])]
             if len(zt) >= 10:
@@ -364,7 +418,7 @@ class DeepEnsemble:
         prediction of thousands of volts.
         """
         scalers = self._require_scalers()
-        used = torch.from_numpy(self._used)
+        used = torch.from_numpy(self._used).to(x.device)
         z = (x.index_select(-1, used) - scalers.x_mean) / scalers.x_std
         return z.clamp(-Z_CLIP, Z_CLIP)
 
@@ -410,16 +464,28 @@ class DeepEnsemble:
         mean = np.empty((len(x), t), dtype=np.float32)
         std = np.empty_like(mean)
         epi = np.empty_like(mean)
+        device = self._require_scalers().x_mean.device  # see to(); rows travel chunk by chunk
         with torch.inference_mode():
             for start in range(0, len(x), chunk_rows):
-                mu, var = self.member_moments(torch.from_numpy(x[start : start + chunk_rows]))
+                chunk = torch.from_numpy(x[start : start + chunk_rows]).to(device)
+                mu, var = self.member_moments(chunk)
                 m = mu.mean(0)
                 spread = mu.var(0, unbiased=False)
                 stop = start + len(m)
-                mean[start:stop] = m.numpy()
-                std[start:stop] = (var.mean(0) + spread).sqrt().numpy()
-                epi[start:stop] = spread.sqrt().numpy()
+                mean[start:stop] = m.cpu().numpy()
+                std[start:stop] = (var.mean(0) + spread).sqrt().cpu().numpy()
+                epi[start:stop] = spread.sqrt().cpu().numpy()
         return Prediction(mean=mean, std=std, epistemic_std=epi, target_names=self.target_names)
+
+    def to(self, device: str | torch.device) -> DeepEnsemble:
+        """Move the weights and scalers to ``device`` (e.g. ``"cuda"``); :meth:`predict` then
+        evaluates there, taking and returning NumPy arrays as before. Returns ``self``."""
+        net, s = self._require_net(), self._require_scalers()
+        net.to(device)
+        self._scalers = _Scalers(
+            *(t.to(device) for t in (s.x_mean, s.x_std, s.y_mean, s.y_std, s.calibration))
+        )
+        return self
 
     def check_features(self, names: Sequence[str]) -> None:
         """Raise :class:`FeatureMismatchError` unless ``names`` equal the training feature names."""
@@ -555,4 +621,4 @@ class DeepEnsemble:
     @property
     def calibration_scale(self) -> np.ndarray:
         """Per-target factor applied to the raw predicted std by recalibration, shape (T,)."""
-        return self._require_scalers().calibration.numpy().copy()
+        return self._require_scalers().calibration.cpu().numpy().copy()
