@@ -11,6 +11,7 @@ BENCHMARKS = (
     "bench.bench_inference",
     "bench.bench_space",
     "bench.bench_campaign",
+    "bench.bench_ray",
 )
 
 

@@ -39,6 +39,7 @@ from discovery.campaign import (
 )
 from discovery.campaign.loader import MAX_BYTES
 from discovery.chemistry import DEFAULT_IONS, Ion
+from discovery.oracles import oracle_names
 
 # Eleven lines; tests append fields from line 12 on.
 BASE = """\
@@ -397,7 +398,8 @@ ERRORS = [
         BASE.replace("name: replay", "name: replai"),
         9,
         "oracle.name",
-        "unknown oracle 'replai' (did you mean 'replay'?); known oracles: model, replay",
+        "unknown oracle 'replai' (did you mean 'replay'?); known oracles: "
+        + ", ".join(oracle_names()),  # the built-in ones and any installed plugin's
     ),
     (
         "missing table",

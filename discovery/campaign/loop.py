@@ -34,6 +34,7 @@ from discovery.oracles.base import OracleContext, Request, Result
 
 if TYPE_CHECKING:
     from discovery.campaign.spec import CampaignSpec
+    from discovery.compute import Scorer
     from discovery.oracles.base import Oracle
     from discovery.surrogate import DeepEnsemble
 
@@ -129,15 +130,11 @@ class Campaign:
                 round ahead.
             max_rounds: start at most this many new rounds in this call (``stopped``).
         """
-        if self.spec.compute.backend != "local":
-            raise DiscoveryError(
-                f"compute.backend: {self.spec.compute.backend!r} is not available in this version "
-                "of discovery; use 'local'"
-            )
         _check_writable(self.workdir)
         with WorkdirLock(self.workdir):
             self.ledger = Ledger(self.workdir / LEDGER_FILE)
             self.oracle: Oracle | None = self._given_oracle
+            self.scorer: Scorer | None = None
             try:
                 self._check_spec()
                 from discovery.plugins import CampaignHooks
@@ -156,6 +153,8 @@ class Campaign:
                 )
                 return self._loop(wait, poll_interval_s, wait_timeout_s, propose_ahead, max_rounds)
             finally:
+                if self.scorer is not None:
+                    self.scorer.close()  # Ray: the scoring actors end here
                 if self.oracle is not None and self._given_oracle is None:
                     self.oracle.close()
                 self.ledger.close()
@@ -244,6 +243,15 @@ class Campaign:
             self.pool_exact = features.pairs.capacity_grav_mah_g.reshape(-1, 1).astype(np.float64)
             self.pool_index = {c: i for i, c in enumerate(self.pool["candidate_id"])}
             self.report.line(f"candidate pool: {len(self.pool):,} electrodes")
+            from discovery.compute import make_scorer
+
+            compute = spec.compute
+            if compute.backend == "ray":
+                where = compute.address or "a local Ray instance"
+                self.report.line(f"scoring on {compute.workers} Ray worker(s), {where}")
+            self.scorer = make_scorer(
+                compute, lambda done, n: self.report.progress("score", "scoring the pool", done, n)
+            )
 
     def _fidelities(self) -> None:
         """The fidelity levels the surrogate takes as input and the one proposals are scored at.
@@ -592,7 +600,8 @@ class Campaign:
                 ["candidate_id", *_CORE, "fidelity", *[t for t in self.targets if t in results]]
             ]
             parts.append(answered.rename(columns={"candidate_id": "battery_id"}))
-        frame = pd.concat(parts, ignore_index=True)
+        # An empty part (no initial data) is left out: pandas deprecates letting it set dtypes.
+        frame = pd.concat([p for p in parts if len(p)] or parts, ignore_index=True)
         for t in self.targets:
             if t not in frame:
                 frame[t] = np.nan
@@ -697,8 +706,10 @@ class Campaign:
                 pending=pending,
                 shortlist=acq.shortlist,
                 chunk_rows=self.spec.compute.chunk_rows,
+                scorer=self.scorer,
                 **common,
             )
+            self.report.finish("score")
             chosen = self.pool.iloc[proposal.indices]
             xs: list[Any] = [None] * len(chosen)
         else:

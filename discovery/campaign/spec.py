@@ -918,19 +918,20 @@ class OracleSpec(BaseModel):
 
 
 class ComputeSpec(BaseModel):
-    """Where training and scoring run."""
+    """Where the candidate pool is scored (training runs in the campaign process); see
+    docs/scaling.md."""
 
     model_config = _CONFIG
 
     backend: Literal["local", "ray"] = Field(
         default="local",
-        description="'local' (this process) or 'ray' (a Ray cluster). Default: 'local'.",
+        description="'local' (this process) or 'ray' (scoring actors on a Ray cluster). Default: 'local'.",
     )
     address: str | None = Field(
         default=None,
-        description="Ray cluster address (e.g. 'auto' or 'ray://host:10001'); ray only. Default: start a local Ray.",
+        description="Ray cluster to join: 'auto' or 'host:port' of `ray start --head`; ray only. Default: RAY_ADDRESS, else a new local Ray.",
     )
-    workers: int = Field(default=1, ge=1, description="Parallel workers. Default: 1.")
+    workers: int = Field(default=1, ge=1, description="Ray scoring actors. Default: 1.")
     gpus_per_worker: float = Field(
         default=0, ge=0, description="GPUs per worker (may be fractional). Default: 0."
     )
@@ -938,7 +939,7 @@ class ComputeSpec(BaseModel):
     chunk_rows: int = Field(
         default=2048,
         ge=1,
-        description="Candidate rows scored per chunk (bounds peak memory). Default: 2048.",
+        description="Candidate rows per ensemble evaluation and per Ray call (bounds peak memory). Default: 2048.",
     )
 
     @model_validator(mode="after")

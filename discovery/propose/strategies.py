@@ -46,10 +46,9 @@ from discovery.propose.spec import (
 if TYPE_CHECKING:
     import torch
 
+    from discovery.compute import Scorer
     from discovery.surrogate.ensemble import DeepEnsemble
 
-#: Rows of the pool scored per call of ``DeepEnsemble.predict`` (bounds the copy of features).
-_SCORE_BLOCK = 65536
 #: Standard deviations of slack that make a candidate hopeless for a constraint.
 _HOPELESS_SIGMAS = 3.0
 
@@ -154,6 +153,7 @@ def propose_pool(
     mc_samples: int = 128,
     seed: int = 0,
     chunk_rows: int = 2048,
+    scorer: Scorer | None = None,
 ) -> Proposal:
     """Choose ``batch_size`` rows of a candidate pool.
 
@@ -174,6 +174,8 @@ def propose_pool(
         mc_samples: Sobol QMC samples of the acquisition function.
         seed: seeds the sampler, the ParEGO weights and the random strategy.
         chunk_rows: rows per ensemble evaluation while scoring.
+        scorer: scores the available rows in step (1) (:mod:`discovery.compute`, e.g. on Ray
+            actors); None: :class:`~discovery.compute.LocalScorer`, in this process.
 
     Returns:
         A :class:`Proposal` with ``indices`` (pool rows, selection order, unique).
@@ -222,15 +224,15 @@ def propose_pool(
             seconds=seconds,
         )
 
-    # (1) score every available row, in blocks (bounded copies of the features).
+    # (1) score every available row (the scorer bounds its copies of the features).
     t0 = time.perf_counter()
-    width = len(problem.outcomes.columns)
-    mean = np.empty((len(candidates), width))
-    std = np.empty((len(candidates), width))
-    for lo in range(0, len(candidates), _SCORE_BLOCK):
-        rows = candidates[lo : lo + _SCORE_BLOCK]
-        block_mean, block_std = column_moments(ensemble, features[rows], exact[rows], chunk_rows)
-        mean[lo : lo + len(rows)], std[lo : lo + len(rows)] = block_mean, block_std
+    if scorer is None:
+        from discovery.compute import LocalScorer
+
+        scorer = LocalScorer()
+    model_mean, model_std = scorer.predict(ensemble, features, candidates, chunk_rows)
+    mean = np.concatenate([model_mean.astype(np.float64), exact[candidates]], axis=1)
+    std = np.concatenate([model_std.astype(np.float64), np.zeros((len(candidates), e))], axis=1)
     seconds["score"] = time.perf_counter() - t0
     om, _ = problem.objective_moments(mean, std)
     ref = resolve_ref_point(ref_point, problem, measured, om * problem.sign)
