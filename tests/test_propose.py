@@ -424,3 +424,32 @@ def test_electrode_pool_with_two_learned_targets() -> None:
     assert len(set(proposal.indices.tolist())) == 4
     assert set(proposal.indices) <= set(rest[2:])
     assert {"max_delta_volume_mean", "energy_grav_mean"} <= set(proposal.predicted.columns)
+
+
+def test_qlognehvi_never_waits_on_a_stale_torch_extension_lock(tmp_path) -> None:
+    """A campaign killed while BoTorch compiled its fused kernel left a lock file behind, and every
+    later run hung on it; proposals must not touch the torch extension build at all."""
+    import subprocess
+    import sys
+
+    lock_dir = tmp_path / "ext" / "logei_fused_ext"
+    lock_dir.mkdir(parents=True)
+    (lock_dir / "lock").write_text("")  # what a killed build leaves behind
+    code = """
+import torch
+from botorch.models.deterministic import GenericDeterministicModel
+import discovery.propose.models  # noqa: F401  (what every proposal imports first)
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+model = GenericDeterministicModel(lambda X: torch.cat([X, 1 - X], dim=-1), num_outputs=2)
+X = torch.rand(4, 1, dtype=torch.float64)
+acq = qLogNoisyExpectedHypervolumeImprovement(
+    model=model, ref_point=[0.0, 0.0], X_baseline=X, prune_baseline=False
+)
+print("built")
+"""
+    env = {**__import__("os").environ, "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "built" in out.stdout

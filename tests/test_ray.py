@@ -31,6 +31,7 @@ ray = pytest.importorskip("ray")
 
 from discovery.compute.cluster import RayScorer  # noqa: E402 (needs ray)
 from discovery.compute.tasks import TaskFailed, finished, submit_task  # noqa: E402
+from tests.test_campaign import CAMPAIGN as BASE_CAMPAIGN  # noqa: E402
 
 #: Tests on the cluster: about a minute and a half in all (two Ray nodes, their worker processes).
 on_cluster = pytest.mark.slow
@@ -360,23 +361,7 @@ def test_oracle_tasks_run_with_their_resources_and_retry_a_lost_worker(
 
 
 # ------------------------------------------------------------------------ whole campaigns
-CAMPAIGN = """\
-name: synthetic
-seed: 0
-ions: [Na, Mg]
-space: {kind: table, path: electrodes.csv}
-initial_data: {path: electrodes.csv, ions: [Li]}
-objectives:
-  - {name: average_voltage, direction: maximize}
-  - {name: capacity_grav, direction: maximize}
-constraints:
-  - {name: average_voltage, min: 3.0}
-surrogate: {members: 4, max_epochs: 25, hidden: [32, 32]}
-acquisition: {strategy: qlognehvi, mc_samples: 32, shortlist: 24}
-batch_size: 4
-budget: {rounds: 2, initial_random: 6}
-oracle: {name: replay, options: {path: electrodes.csv}}
-"""
+CAMPAIGN = BASE_CAMPAIGN.replace("rounds: 3", "rounds: 2")
 
 
 @on_cluster

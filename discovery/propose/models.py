@@ -70,6 +70,24 @@ if TYPE_CHECKING:
     from discovery.surrogate.ensemble import DeepEnsemble
 
 
+def _skip_fused_kernel_build() -> None:
+    """Keep BoTorch from compiling its fused qLogEHVI C++ kernel on first use.
+
+    BoTorch (0.18) builds that kernel with ``torch.utils.cpp_extension.load``, which holds a lock
+    file under ``~/.cache/torch_extensions`` while it checks and builds. A campaign killed at that
+    moment (Ctrl-C twice, SIGKILL, a scheduler's time limit) leaves the lock behind, and every later
+    run then waits on it forever. The pure-PyTorch path gives the same acquisition values; the
+    kernel only makes that one step faster, which is not where a round spends its time.
+    """
+    from botorch.acquisition.multi_objective import logei
+
+    if hasattr(logei, "_load_attempted"):
+        logei._load_attempted = True
+
+
+_skip_fused_kernel_build()
+
+
 def _log_parego() -> Any:
     """``qLogNParEGO`` where the installed BoTorch has it (0.12 and later), else None."""
     try:
