@@ -14,6 +14,8 @@ from discovery.campaign.report import history, hypervolume_table, open_ledger
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "campaigns").glob("*.yaml"))
+#: The demo needs no shared data and runs in tests/test_demo.py with its own reduced budget.
+EXAMPLES = [p for p in EXAMPLES if p.stem != "demo"]
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
