@@ -243,15 +243,21 @@ class Campaign:
             self.pool_exact = features.pairs.capacity_grav_mah_g.reshape(-1, 1).astype(np.float64)
             self.pool_index = {c: i for i, c in enumerate(self.pool["candidate_id"])}
             self.report.line(f"candidate pool: {len(self.pool):,} electrodes")
+
+    def _pool_scorer(self) -> Scorer:
+        """The scorer of the pool, made at the first model-based proposal (a run that only
+        collects answers never starts Ray)."""
+        if self.scorer is None:
             from discovery.compute import make_scorer
 
-            compute = spec.compute
+            compute = self.spec.compute
             if compute.backend == "ray":
                 where = compute.address or "a local Ray instance"
                 self.report.line(f"scoring on {compute.workers} Ray worker(s), {where}")
             self.scorer = make_scorer(
                 compute, lambda done, n: self.report.progress("score", "scoring the pool", done, n)
             )
+        return self.scorer
 
     def _fidelities(self) -> None:
         """The fidelity levels the surrogate takes as input and the one proposals are scored at.
@@ -706,7 +712,7 @@ class Campaign:
                 pending=pending,
                 shortlist=acq.shortlist,
                 chunk_rows=self.spec.compute.chunk_rows,
-                scorer=self.scorer,
+                scorer=self._pool_scorer(),
                 **common,
             )
             self.report.finish("score")
