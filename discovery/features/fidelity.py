@@ -10,7 +10,12 @@ fidelity a campaign asks for. A campaign with one fidelity adds no column.
 
 from __future__ import annotations
 
-__all__ = ["FIDELITY_PREFIX", "fidelity_feature_names", "fidelity_features"]
+__all__ = [
+    "FIDELITY_PREFIX",
+    "fidelity_feature_names",
+    "fidelity_features",
+    "with_fidelity",
+]
 
 from collections.abc import Sequence
 
@@ -53,3 +58,15 @@ def fidelity_features(
     out = np.zeros((len(codes), len(levels)), dtype=np.float32)
     out[np.arange(len(codes)), codes] = 1.0
     return out
+
+
+def with_fidelity(
+    values: NDArray[np.float32],
+    names: Sequence[str],
+    labels: Sequence[str] | str,
+    levels: Sequence[str],
+) -> tuple[NDArray[np.float32], tuple[str, ...]]:
+    """Features and their names with the indicator columns of ``labels`` appended (one label per
+    row, or one for every row)."""
+    fid = fidelity_features(labels, levels, len(values))
+    return np.hstack([values, fid]), (*names, *fidelity_feature_names(levels))

@@ -16,6 +16,7 @@ __all__ = [
     "measured_outcomes",
     "resolve_ref_point",
     "simplex_weights",
+    "with_exact",
 ]
 
 from collections.abc import Sequence
@@ -231,9 +232,18 @@ def column_moments(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Marginal means and stds (n, T + e) of the model columns, float64 (exact std 0)."""
     pred = ensemble.predict(features, chunk_rows=chunk_rows)
-    mean = np.concatenate([pred.mean.astype(np.float64), exact], axis=1)
-    std = np.concatenate([pred.std.astype(np.float64), np.zeros_like(exact)], axis=1)
-    return mean, std
+    return with_exact(pred.mean, pred.std, exact)
+
+
+def with_exact(
+    mean: np.ndarray, std: np.ndarray, exact: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's (n, T) means and stds followed by the (n, e) exact columns (std 0), float64."""
+    exact = np.asarray(exact, dtype=np.float64)
+    return (
+        np.concatenate([mean.astype(np.float64), exact], axis=1),
+        np.concatenate([std.astype(np.float64), np.zeros_like(exact)], axis=1),
+    )
 
 
 def simplex_weights(k: int, n: int, seed: int) -> torch.Tensor:

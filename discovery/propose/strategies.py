@@ -28,6 +28,7 @@ from discovery.propose._rules import (
     measured_outcomes,
     resolve_ref_point,
     simplex_weights,
+    with_exact,
 )
 from discovery.propose.marginal import (
     expected_hvi,
@@ -231,8 +232,7 @@ def propose_pool(
 
         scorer = LocalScorer()
     model_mean, model_std = scorer.predict(ensemble, features, candidates, chunk_rows)
-    mean = np.concatenate([model_mean.astype(np.float64), exact[candidates]], axis=1)
-    std = np.concatenate([model_std.astype(np.float64), np.zeros((len(candidates), e))], axis=1)
+    mean, std = with_exact(model_mean, model_std, exact[candidates])
     seconds["score"] = time.perf_counter() - t0
     om, _ = problem.objective_moments(mean, std)
     ref = resolve_ref_point(ref_point, problem, measured, om * problem.sign)

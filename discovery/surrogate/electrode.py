@@ -25,7 +25,7 @@ import pandas as pd
 from discovery.chemistry.ions import DEFAULT_IONS, IonTable
 from discovery.errors import DiscoveryError, MissingColumnsError
 from discovery.features import electrode_features
-from discovery.features.fidelity import fidelity_feature_names, fidelity_features
+from discovery.features.fidelity import with_fidelity
 from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig
 
 #: The default learned target: average voltage vs the working-ion metal, in V.
@@ -77,8 +77,7 @@ def train_electrode_model(
     features = electrode_features(frame, ions)
     x, names = features.values, features.names
     if levels:
-        x = np.hstack([x, fidelity_features(frame["fidelity"].astype(str).tolist(), levels)])
-        names = (*names, *fidelity_feature_names(levels))
+        x, names = with_fidelity(x, names, frame["fidelity"].astype(str).tolist(), levels)
     y = frame[list(targets)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
     metadata = {
         "ions_seen": sorted(set(frame["working_ion"])),
@@ -143,8 +142,7 @@ def predict_electrodes(
                 f"this model was trained on the fidelities {', '.join(levels)}: say which one to "
                 "predict at"
             )
-        x = np.hstack([x, fidelity_features(fidelity, levels, len(frame))])
-        names = (*names, *fidelity_feature_names(levels))
+        x, names = with_fidelity(x, names, fidelity, levels)
     model.check_features(names)
     prediction = model.predict(x)
     capacity = features.pairs.capacity_grav_mah_g
