@@ -146,7 +146,8 @@ class Prototype:
         reference_metal / reference_metal_state: element and oxidation state on the M sites of
             the reference structure.
         reference_ion / reference_ion_radius: element on the ion sites of the reference structure
-            (a placeholder; any ion is placed there) and its Shannon radius in Å (None: the
+            (the species the sites are written with; the candidate's ion replaces it) and its
+            Shannon radius in Å (None: the
             lattice does not scale with the ion).
         ion_scaling: ``"c"`` (layered: the c axis follows the ion), ``"cell"`` (the whole cell) or
             ``"none"``.
