@@ -31,6 +31,10 @@ app = typer.Typer(
 data_app = typer.Typer(help="Electrode tables: check, clean and download.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+#: Fewest valid rows ``discover train`` accepts (rows are split by battery_id into training and
+#: calibration rows, and each part needs rows that differ).
+MIN_TRAINING_ROWS = 4
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -131,6 +135,12 @@ def train(
 
     frame = load_electrodes(data, drop_invalid=drop_invalid)
     typer.echo(frame.attrs["validation"])
+    groups = frame["battery_id"].nunique()
+    if len(frame) < MIN_TRAINING_ROWS or groups < 2:
+        raise DiscoveryError(
+            f"{data}: {len(frame)} valid row(s) of {groups} battery_id(s); training needs at least "
+            f"{MIN_TRAINING_ROWS} rows of at least 2 different battery_ids (frameworks)"
+        )
     config = EnsembleConfig(members=members, seed=seed, max_epochs=max_epochs)
     target_list = [t.strip() for t in targets.split(",") if t.strip()]
     model = train_electrode_model(frame, targets=target_list, config=config)
@@ -158,7 +168,10 @@ def predict(
         typer.Option(help="Fidelity to predict at (models trained on several, e.g. 'mp-gga')."),
     ] = None,
 ) -> None:
-    """Predict voltage (V) with its std, and exact capacity (mAh/g) and energy (Wh/kg)."""
+    """Predict voltage (V) with its std, and exact capacity (mAh/g) and energy (Wh/kg).
+
+    CSV output: text cells starting with = + - @, tab or CR get a leading ' (spreadsheet formulas).
+    """
     from discovery.data import load_electrodes, write_table
     from discovery.surrogate import DeepEnsemble, predict_electrodes
 
@@ -170,7 +183,13 @@ def predict(
             f"warning: ions not in the training data, predictions extrapolate: {', '.join(unseen)}"
         )
     result = predict_electrodes(ensemble, frame, fidelity=fidelity)
-    write_table(result, out)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        write_table(result, out)
+    else:  # a spreadsheet must not run a text cell as a formula
+        from discovery._csvsafe import write_csv
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(result, out)
     typer.echo(f"wrote {len(result)} predictions to {out}")
 
 
@@ -295,6 +314,10 @@ def _show_status(workdir: Path, top: int) -> None:
         console.print(
             f"pending jobs: {', '.join(st.open_jobs['job_id'].astype(str))}", highlight=False
         )
+    for r in st.failures.tail(10).itertuples():  # the latest failures, each with its reason
+        console.print(f"failed: {r.candidate_id} (round {r.round}): {r.message}", highlight=False)
+    if len(st.failures) > 10:
+        console.print(f"... {len(st.failures) - 10} earlier failure(s)", highlight=False)
     if len(st.best):
         best = Table(title=f"best measured per ion (top {top} by specific energy)")
         for col in ("ion", "charge", "discharge", "V", "mAh/g", "Wh/kg", "round"):

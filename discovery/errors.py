@@ -31,7 +31,17 @@ class FormulaError(DiscoveryError, ValueError):
     def __init__(self, formula: object, reason: str) -> None:
         self.formula = formula
         self.reason = reason
-        super().__init__(f"cannot parse formula {formula!r}: {reason}")
+        super().__init__(f"cannot parse formula {_short(formula)}: {reason}")
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters with the full length noted (a formula cell of
+    megabytes must not become a message of megabytes)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[: limit - 4]}...{text[-1]}{size}"
 
 
 class UnknownIonError(DiscoveryError, KeyError):

@@ -1,7 +1,11 @@
-"""Shared fixtures: the shared Materials Project table (skipped when absent) and a small synthetic one."""
+"""Shared fixtures: the shared Materials Project table (skipped when absent), a small synthetic one,
+and a throwaway site-packages folder to install plugin distributions into."""
 
 from __future__ import annotations
 
+import sys
+import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +68,38 @@ def synthetic_electrodes(seed: int = 0, n_frameworks: int = 60) -> pd.DataFrame:
 @pytest.fixture
 def synthetic_frame() -> pd.DataFrame:
     return synthetic_electrodes()
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A site-packages folder on sys.path for this test; its modules are forgotten afterwards."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    yield folder
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", "") or "").startswith(str(folder)):
+            del sys.modules[name]
+
+
+def install(
+    site: Path,
+    package: str,
+    modules: dict[str, str],
+    hooks: dict[str, str] | None = None,
+    oracles: dict[str, str] | None = None,
+    version: str = "1.0",
+) -> None:
+    """Install ``modules`` (name -> source) as the distribution ``package`` into ``site`` with
+    entry points ``hooks`` (group discovery.hooks) and ``oracles`` (group discovery.oracles)."""
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(textwrap.dedent(source))
+    info = site / f"{package.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
+    lines = []
+    for group, points in (("discovery.hooks", hooks), ("discovery.oracles", oracles)):
+        if points:
+            lines.append(f"[{group}]")
+            lines += [f"{k} = {v}" for k, v in points.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")

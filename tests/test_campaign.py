@@ -358,3 +358,74 @@ def test_oracle_options_are_validated_with_the_field_named(tmp_path: Path) -> No
         make_oracle("replay", {"path": "missing.csv"}, context)
     with pytest.raises(DiscoveryError, match=r"unknown oracle 'nmr'.*installed: .*model, replay"):
         make_oracle("nmr", {}, context)
+
+
+def _truncate_to(size: int):  # type: ignore[no-untyped-def]
+    def cut(path: Path) -> None:
+        path.write_bytes(path.read_bytes()[:size])
+
+    return cut
+
+
+def _drop_table(name: str):  # type: ignore[no-untyped-def]
+    def drop(path: Path) -> None:
+        db = sqlite3.connect(path)
+        db.execute(f"DROP TABLE {name}")
+        db.commit()
+        db.close()
+
+    return drop
+
+
+def _overwrite(offset: int, data: bytes):  # type: ignore[no-untyped-def]
+    def scribble(path: Path) -> None:
+        raw = bytearray(path.read_bytes())
+        raw[offset : offset + len(data)] = data
+        path.write_bytes(bytes(raw))
+
+    return scribble
+
+
+def _other_sqlite(path: Path) -> None:
+    path.unlink()
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (text TEXT)")
+    db.commit()
+    db.close()
+
+
+CORRUPTIONS = {
+    "truncated to half": (_truncate_to(-1), "not a usable campaign ledger"),
+    "truncated to its header": (_truncate_to(100), "not a usable campaign ledger"),
+    "emptied (0 bytes)": (_truncate_to(0), "the ledger is empty (0 bytes)"),
+    "garbage header": (_overwrite(0, b"GARBAGE!" * 8), "file is not a database"),
+    "a damaged page": (_overwrite(8192, b"\xff" * 2048), "integrity check failed"),
+    "results table missing": (_drop_table("results"), "table(s) results missing"),
+    "proposals table missing": (_drop_table("proposals"), "table(s) proposals missing"),
+    "another program's SQLite file": (_other_sqlite, "not a discovery ledger"),
+}
+
+
+@pytest.mark.parametrize("kind", list(CORRUPTIONS))
+def test_each_kind_of_corrupted_ledger_is_detected_and_left_untouched(
+    campaign_file: Path, tmp_path: Path, kind: str
+) -> None:
+    """A ledger damaged in each way stops `discover run` and `discover status` with exit 2 and a
+    message naming the file; the file keeps its bytes (never reset), and nothing else is made."""
+    workdir = tmp_path / "run"
+    Campaign.from_file(campaign_file, workdir=workdir).run(max_rounds=1)
+    (workdir / "models").mkdir()  # a campaign's files next to the ledger (a model round ran)
+    ledger = workdir / "ledger.sqlite"
+    mutate, message = CORRUPTIONS[kind]
+    if kind == "truncated to half":
+        mutate = _truncate_to(ledger.stat().st_size // 2)
+    mutate(ledger)
+    damaged = ledger.read_bytes()
+    listing = sorted(p.name for p in workdir.iterdir())
+    runner = CliRunner()
+    for args in (["run", str(campaign_file), "--workdir", str(workdir)], ["status", str(workdir)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert f"{ledger}: " in result.output and message in result.output, result.output
+        assert ledger.read_bytes() == damaged
+    assert sorted(p.name for p in workdir.iterdir()) == listing

@@ -597,8 +597,8 @@ ERRORS = [
         BASE + "seed: !!python/object:os.system 3\n",
         12,
         "seed",
-        "cannot read value: could not determine a constructor for the tag "
-        "'tag:yaml.org,2002:python/object:os.system'",
+        "the tag !!python/object:os.system is not allowed; a campaign file is plain YAML "
+        "(mappings, lists, strings, numbers, true/false, null) without tags",
     ),
     (
         "top-level list",

@@ -15,8 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from discovery.oracles import Result
 from discovery.oracles.replay import ReplayOracle
 from discovery.plugins import CampaignHooks, PluginError, hookimpl
 from discovery.space import candidate_ids
-from tests.conftest import synthetic_electrodes
+from tests.conftest import install, synthetic_electrodes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,41 +122,6 @@ def discovery_batch_proposed(proposals):
 def discovery_result_received(result):
     raise RuntimeError("an unlisted plugin ran")
 """
-
-
-def install(
-    site: Path,
-    package: str,
-    modules: dict[str, str],
-    hooks: dict[str, str] | None = None,
-    oracles: dict[str, str] | None = None,
-    version: str = "1.0",
-) -> None:
-    """Install ``modules`` (name -> source) as the distribution ``package`` into ``site`` with
-    entry points ``hooks`` (group discovery.hooks) and ``oracles`` (group discovery.oracles)."""
-    for name, source in modules.items():
-        (site / f"{name}.py").write_text(textwrap.dedent(source))
-    info = site / f"{package.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
-    lines = []
-    for group, points in (("discovery.hooks", hooks), ("discovery.oracles", oracles)):
-        if points:
-            lines.append(f"[{group}]")
-            lines += [f"{k} = {v}" for k, v in points.items()]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A site-packages folder on sys.path for this test; its modules are forgotten afterwards."""
-    folder = tmp_path / "site"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    yield folder
-    for name, module in list(sys.modules.items()):
-        if str(getattr(module, "__file__", "") or "").startswith(str(folder)):
-            del sys.modules[name]
 
 
 @pytest.fixture

@@ -20,13 +20,24 @@ Tables (all times ISO 8601 UTC):
 Durability: write-ahead logging with ``synchronous=FULL`` and one transaction per step, so a process
 killed at any moment leaves the ledger as it was after the last completed step. Nothing is ever
 updated in place except a round's state and metrics; results are only appended.
+
+A file that is not a usable ledger (not SQLite, damaged pages, a table missing, a newer schema, an
+emptied ledger in a work directory that holds a campaign's files) raises :class:`LedgerError`
+naming the file and is never rewritten; a write the disk refuses (full, read-only) raises
+:class:`LedgerError` too, with the step rolled back.
+
+Fault injection (tests only): :func:`fault_point` SIGKILLs the process at a named checkpoint when
+the environment variable ``DISCOVERY_FAULT`` asks for it (see :data:`FAULT_STAGES`); unset, a
+checkpoint is one dictionary lookup.
 """
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA_VERSION", "Ledger", "LedgerError"]
+__all__ = ["FAULT_STAGES", "SCHEMA_VERSION", "Ledger", "LedgerError", "fault_point"]
 
 import json
+import os
+import signal
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,6 +51,47 @@ from discovery.oracles.base import Result, utc_now
 
 SCHEMA_VERSION = 1
 _FINAL = ("ok", "failed")
+_TABLES = ("meta", "rounds", "proposals", "submissions", "results", "initial", "events")
+#: Files a work directory holds before its ledger has recorded anything.
+_BEFORE_FIRST_STEP = {".lock", ".write-test"}
+
+#: Checkpoints :func:`fault_point` knows, in the order a round meets them.
+FAULT_STAGES = {
+    "train-epoch": "after each training epoch of a round's ensemble",
+    "model-saved": "after a round's model is written, before the ledger records it",
+    "score": "before and after the candidate pool is scored by a round's model",
+    "proposed": "after a batch is chosen, before the ledger records it",
+    "submit": "after the oracle accepted a batch, before the ledger records the job ids",
+    "submitted": "after the ledger records the job ids, before any result is collected",
+    "result": "after each result is recorded",
+    "ledger-write": "inside a ledger transaction, after its statements and before COMMIT",
+}
+_fault_passes: dict[str, int] = {}
+
+
+def fault_point(stage: str) -> None:
+    """SIGKILL this process on its n-th pass through ``stage`` when ``DISCOVERY_FAULT=stage:n``.
+
+    For crash tests only: the process dies as a power cut or ``kill -9`` would take it, with no
+    cleanup. Unset (always, outside tests) this costs one environment lookup. A malformed value or
+    an unknown stage raises :class:`~discovery.errors.DiscoveryError`, so a typo cannot make a
+    crash test pass without crashing.
+    """
+    wanted = os.environ.get("DISCOVERY_FAULT")
+    if not wanted:
+        return
+    name, _, count = wanted.partition(":")
+    if name not in FAULT_STAGES or not count.isdigit() or int(count) < 1:
+        raise DiscoveryError(
+            f"DISCOVERY_FAULT={wanted!r}: expected <stage>:<n> with n >= 1 and a stage among "
+            f"{', '.join(FAULT_STAGES)}"
+        )
+    if name != stage:
+        return
+    _fault_passes[stage] = _fault_passes.get(stage, 0) + 1
+    if _fault_passes[stage] == int(count):
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,6 +162,12 @@ class LedgerError(DiscoveryError):
     """A ledger file that cannot be used (corrupted, from another program, a newer schema)."""
 
 
+def _storage_error(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed because the file system refused a write (full, read-only, I/O)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN"))
+
+
 def _loads(text: str | None) -> Any:
     return json.loads(text) if text else {}
 
@@ -124,51 +182,119 @@ class Ledger:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         existed = self.path.exists()
+        # An emptied ledger next to a campaign's files is refused before SQLite opens it (opening
+        # an empty file writes a fresh header, which would reset it); one next to nothing is a
+        # run killed while creating it, and is created again.
+        if existed and self.path.stat().st_size < 100 and self._campaign_files():
+            raise self._emptied()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            if existed:
+            tables: set[str] = set()
+            if existed:  # checked before any pragma can write to the file
                 check = self._db.execute("PRAGMA quick_check").fetchone()[0]
                 if check != "ok":
-                    raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+                    detail = "; ".join(check.replace("***", "").split())
+                    raise sqlite3.DatabaseError(f"integrity check failed: {detail}")
+                tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+            if not (existed and tables and "meta" not in tables):
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
+            if hasattr(self, "_db"):
+                self._db.close()
             raise LedgerError(
                 f"{self.path}: not a usable campaign ledger ({exc}); the file was left untouched, "
                 "restore it from a backup or use a new work directory"
             ) from exc
         if existed and tables and "meta" not in tables:
+            self._db.close()
             raise LedgerError(
-                f"{self.path}: an SQLite file but not a discovery ledger (no meta table)"
+                f"{self.path}: an SQLite file but not a discovery ledger (no meta table); the "
+                "file was left untouched"
             )
+        if existed and not tables and self._campaign_files():
+            self._db.close()
+            raise self._emptied()
         if existed and "meta" in tables:
             version = self.get_meta("schema_version")
             if version != SCHEMA_VERSION:
+                self._db.close()
                 raise LedgerError(
                     f"{self.path}: ledger schema version {version!r}, this discovery reads "
                     f"{SCHEMA_VERSION}"
                 )
+            missing = [t for t in _TABLES if t not in tables]
+            if missing:
+                self._db.close()
+                raise LedgerError(
+                    f"{self.path}: damaged campaign ledger, table(s) {', '.join(missing)} missing; "
+                    "the file was left untouched, restore it from a backup or use a new work "
+                    "directory"
+                )
         else:  # the schema and its version in one transaction: a half-made ledger cannot exist
-            self._db.executescript(
-                f"BEGIN IMMEDIATE;\n{_SCHEMA}\nINSERT OR REPLACE INTO meta VALUES "
-                f"('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
-            )
+            try:
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE;\n{_SCHEMA}\nINSERT OR REPLACE INTO meta VALUES "
+                    f"('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
+                )
+            except sqlite3.OperationalError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._db.close()
+                if not _storage_error(exc):
+                    raise
+                raise self._write_error(exc) from exc
+
+    def _emptied(self) -> LedgerError:
+        return LedgerError(
+            f"{self.path}: the ledger is empty ({self.path.stat().st_size} bytes) but the work "
+            f"directory holds a campaign's files ({', '.join(self._campaign_files()[:3])}); it was "
+            "truncated or replaced. The file was left untouched: restore it from a backup or use "
+            "a new work directory"
+        )
+
+    def _campaign_files(self) -> list[str]:
+        """Names in the ledger's folder that only a campaign that recorded steps leaves."""
+        ledger = {self.path.name, f"{self.path.name}-wal", f"{self.path.name}-shm"}
+        return sorted(
+            p.name
+            for p in self.path.parent.iterdir()
+            if p.name not in ledger and p.name not in _BEFORE_FIRST_STEP
+        )
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic step: everything inside commits together or not at all."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """One atomic step: everything inside commits together or not at all.
+
+        A write the file system refuses (disk full, read-only, file size limit) rolls the step
+        back and raises :class:`LedgerError` naming the ledger.
+        """
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                fault_point("ledger-write")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if not _storage_error(exc):
+                raise
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: sqlite3.Error) -> LedgerError:
+        return LedgerError(
+            f"{self.path}: could not record this step ({exc}); nothing of it was written. "
+            "Free disk space or make the work directory writable, then run again"
+        )
 
     # ------------------------------------------------------------------ meta and events
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -327,6 +453,28 @@ class Ledger:
                 "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (r["candidate_id"], r["job_id"], r["idempotency_key"], oracle, r["round"], now)
+                    for r in rows
+                ],
+            )
+
+    def add_unsubmitted_failures(
+        self, rows: Sequence[Mapping[str, Any]], oracle: str, fidelity: str, message: str
+    ) -> None:
+        """Close candidates the oracle never accepted (every submit attempt failed): a submission
+        without a job id (``job_id`` ``""``) and a ``failed`` result saying why, in one
+        transaction, so they count against the budget and never stay open."""
+        now = utc_now()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO submissions VALUES (?, '', ?, ?, ?, ?)",
+                [(r["candidate_id"], r["idempotency_key"], oracle, r["round"], now) for r in rows],
+            )
+            db.executemany(
+                "INSERT INTO results (candidate_id, job_id, round, status, outcome_values, oracle, "
+                "fidelity, started_at, finished_at, received_at, message) "
+                "VALUES (?, '', ?, 'failed', '{}', ?, ?, ?, ?, ?, ?)",
+                [
+                    (r["candidate_id"], r["round"], oracle, fidelity, now, now, now, message)
                     for r in rows
                 ],
             )

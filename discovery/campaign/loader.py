@@ -9,10 +9,13 @@ The YAML is read safely and strictly:
 
 - with PyYAML's safe loader, composed into nodes first so that every value keeps its line;
 - anchors and aliases are refused (they make a file hard to read and allow "billion laughs"
-  expansion), as are documents nested deeper than :data:`MAX_DEPTH` levels, files larger than
-  :data:`MAX_BYTES`, duplicate keys and files that are not UTF-8 text;
+  expansion), as are tags other than the plain YAML types (``!!python/object/apply:...``,
+  ``!!binary``, ``!include``: nothing but plain data is ever constructed), documents nested deeper
+  than :data:`MAX_DEPTH` levels, files larger than :data:`MAX_BYTES`, duplicate keys, integers too
+  long to convert and files that are not UTF-8 text;
 - booleans are only ``true`` and ``false`` (as in YAML 1.2) and dates are not converted, so the
-  element symbol ``No`` and a name like ``2024-05-01`` stay strings.
+  element symbol ``No`` and a name like ``2024-05-01`` stay strings; a boolean is not taken for a
+  number (``batch_size: true``) nor a word for a boolean (``drop_invalid: yes``).
 
 Relative paths are resolved against the campaign file's folder after validation; see
 :meth:`CampaignSpec.resolved`.
@@ -131,9 +134,18 @@ def _yaml_problem(exc: yaml.YAMLError) -> Problem:
     return None, "", f"invalid YAML: {exc}"
 
 
-def _scan(text: str) -> None:
-    """Refuse anchors, aliases and deep nesting while streaming events (before any node exists)."""
+_CORE = "tag:yaml.org,2002:"
+#: Explicit tags a campaign file may carry: the plain YAML types. Any other tag (``!!python/...``,
+#: ``!!binary``, ``!!set``, a local ``!include``) is refused before anything is constructed.
+_PLAIN_TAGS = frozenset(_CORE + t for t in ("str", "int", "float", "bool", "null", "seq", "map"))
+
+
+def _scan(text: str) -> dict[tuple[int, int], str]:
+    """Refuse anchors, aliases and deep nesting while streaming events (before any node exists);
+    return the positions ``(line, column)``, 0-based, of nodes with a tag other than the plain
+    YAML types, and the tag as written (:func:`_construct` refuses them, naming the field)."""
     depth = 0
+    tagged: dict[tuple[int, int], str] = {}
     for event in yaml.parse(text, Loader=_Loader):
         line = None if event.start_mark is None else event.start_mark.line + 1
         if isinstance(event, yaml.AliasEvent):
@@ -144,12 +156,19 @@ def _scan(text: str) -> None:
             raise _Failed(
                 [(line, "", f"anchors (&{event.anchor}) are not allowed; write the value out")]
             )
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag not in _PLAIN_TAGS:
+            shown = "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
+            if event.start_mark is None:  # the parser marks every event; never let a tag through
+                raise _Failed([(None, "", _tag_message(shown))])
+            tagged[(event.start_mark.line, event.start_mark.column)] = shown
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
                 raise _Failed([(line, "", f"nested deeper than {MAX_DEPTH} levels")])
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
+    return tagged
 
 
 class _Marks:
@@ -183,15 +202,37 @@ class _Marks:
         return None
 
 
-def _construct(loader: _Loader, node: yaml.Node, loc: Loc, marks: _Marks) -> Any:
+def _tag_message(shown: str) -> str:
+    return (
+        f"the tag {shown} is not allowed; a campaign file is plain YAML (mappings, lists, "
+        "strings, numbers, true/false, null) without tags"
+    )
+
+
+def _tag_problem(node: yaml.Node, loc: Loc, tagged: dict[tuple[int, int], str]) -> None:
+    shown = tagged.get((node.start_mark.line, node.start_mark.column))
+    if shown is not None:
+        raise _Failed([(node.start_mark.line + 1, format_loc(loc), _tag_message(shown))])
+
+
+def _construct(
+    loader: _Loader,
+    node: yaml.Node,
+    loc: Loc,
+    marks: _Marks,
+    tagged: dict[tuple[int, int], str],
+) -> Any:
     """Plain Python data from a node tree, recording each value's line; mapping keys are kept as
-    written (strings)."""
+    written (strings). A node ``tagged`` (see :func:`_scan`) is refused before anything of it is
+    constructed."""
+    _tag_problem(node, loc, tagged)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         first_line: dict[str, int] = {}
         problems: list[Problem] = []
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
+            _tag_problem(key_node, loc, tagged)
             if not isinstance(key_node, yaml.ScalarNode):
                 problems.append((line, format_loc(loc), "keys must be plain names"))
                 continue
@@ -207,7 +248,7 @@ def _construct(loader: _Loader, node: yaml.Node, loc: Loc, marks: _Marks) -> Any
                 continue
             first_line[key] = line
             marks.add((*loc, key), key_node, value_node)
-            out[key] = _construct(loader, value_node, (*loc, key), marks)
+            out[key] = _construct(loader, value_node, (*loc, key), marks, tagged)
         if problems:
             raise _Failed(problems)
         return out
@@ -215,7 +256,7 @@ def _construct(loader: _Loader, node: yaml.Node, loc: Loc, marks: _Marks) -> Any
         items = []
         for i, item in enumerate(node.value):
             marks.add((*loc, i), None, item)
-            items.append(_construct(loader, item, (*loc, i), marks))
+            items.append(_construct(loader, item, (*loc, i), marks, tagged))
         return items
     try:
         return loader.construct_object(node)
@@ -223,12 +264,19 @@ def _construct(loader: _Loader, node: yaml.Node, loc: Loc, marks: _Marks) -> Any
         line = node.start_mark.line + 1
         reason = getattr(exc, "problem", None) or str(exc)
         raise _Failed([(line, format_loc(loc), f"cannot read value: {reason}")]) from None
+    except ValueError:  # an integer of more digits than Python converts (sys.int_info)
+        line = node.start_mark.line + 1
+        shown = str(node.value)
+        shown = shown if len(shown) <= 20 else f"{shown[:12]}... ({len(shown)} characters)"
+        raise _Failed(
+            [(line, format_loc(loc), f"cannot read value: {shown} is too large")]
+        ) from None
 
 
 def _read_yaml(text: str) -> tuple[Any, _Marks]:
     """Data and node lines of a YAML text; raises :class:`_Failed`."""
     try:
-        _scan(text)
+        tagged = _scan(text)
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
@@ -236,7 +284,7 @@ def _read_yaml(text: str) -> tuple[Any, _Marks]:
             if node is None:
                 raise _Failed([(None, "", "empty campaign file")])
             marks.add((), None, node)
-            data = _construct(loader, node, (), marks)
+            data = _construct(loader, node, (), marks, tagged)
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
@@ -383,6 +431,41 @@ def _translate(error: ErrorDetails) -> list[tuple[Loc, str, bool]]:
     return [(loc, f"{message[:1].lower()}{message[1:]}, got {got}", False)]
 
 
+def _strict_scalars(tp: Any, value: Any, loc: Loc) -> list[tuple[Loc, str]]:
+    """Values pydantic's lax mode would convert but a campaign file must not use: ``true`` or
+    ``false`` for a number, and anything but ``true``/``false`` for a boolean. ``tp`` is the type
+    the campaign model expects at ``loc``; unions of sections are resolved by their ``kind``."""
+    tp = _unwrap(tp)
+    members = _union_members(tp)
+    if members is not None:
+        chosen = [
+            m for m in members if isinstance(value, dict) and str(value.get("kind")) in _tags([m])
+        ]
+        tp = chosen[0] if chosen else None
+    origin, args = get_origin(tp), get_args(tp)
+    out: list[tuple[Loc, str]] = []
+    if _is_model(tp) and isinstance(value, dict):
+        for key, item in value.items():
+            field = tp.model_fields.get(key)
+            if field is not None:
+                out += _strict_scalars(field.annotation, item, (*loc, key))
+    elif origin in (list, tuple) and args and isinstance(value, list):
+        for i, item in enumerate(value):
+            item_tp = (
+                args[i] if origin is tuple and i < len(args) and args[-1] is not ... else args[0]
+            )
+            out += _strict_scalars(item_tp, item, (*loc, i))
+    elif origin is dict and len(args) == 2 and isinstance(value, dict):
+        for key, item in value.items():
+            out += _strict_scalars(args[1], item, (*loc, key))
+    elif tp in (int, float) and isinstance(value, bool):
+        kind = "an integer" if tp is int else "a number"
+        out.append((loc, f"expected {kind}, got {_got(value)}"))
+    elif tp is bool and value is not None and not isinstance(value, bool):
+        out.append((loc, f"expected true or false, got {_got(value)}"))
+    return out
+
+
 def _validation_problems(exc: ValidationError, marks: _Marks) -> list[Problem]:
     problems: list[Problem] = []
     for error in exc.errors():
@@ -417,10 +500,18 @@ def load_campaign_text(
         data, marks = _read_yaml(text)
     except _Failed as failed:
         raise CampaignError(source, failed.problems) from None
+    strict = [
+        (marks.line(loc), format_loc(loc), message)
+        for loc, message in _strict_scalars(CampaignSpec, data, ())
+    ]
     try:
         spec = CampaignSpec.model_validate(data, context={"base_dir": base})
     except ValidationError as exc:
-        raise CampaignError(source, _validation_problems(exc, marks)) from None
+        problems = _validation_problems(exc, marks)
+        flagged = {field for _, field, _ in problems}
+        raise CampaignError(source, problems + [p for p in strict if p[1] not in flagged]) from None
+    if strict:
+        raise CampaignError(source, strict)
     return spec.resolved(base)
 
 

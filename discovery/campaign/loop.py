@@ -10,6 +10,19 @@ different batch or submits a candidate twice.
 Budget: ``budget.rounds`` counts rounds (the initial random design, when there is one, is round 0
 and counts), ``budget.oracle_calls`` counts candidates handed to the oracle. The campaign stops at
 whichever comes first, or when no candidate is left.
+
+Oracle faults: every oracle call (submit, poll, collect) that raises anything but a
+:class:`~discovery.errors.DiscoveryError` (a configuration problem the oracle names, which stops
+the run as any other), or that takes longer than ``oracle.timeout_s``, is retried
+``oracle.attempts`` times in all with a doubling back-off from ``oracle.retry_backoff_s``; after the
+last attempt the candidates concerned get a ``failed`` result naming the call and the error, and the
+campaign goes on. A timed-out call runs in a daemon thread that is abandoned, not stopped (Python
+cannot stop a thread): its late return is ignored, and a retried submit carries the same
+idempotency keys, so an idempotent oracle does not start a job twice. Answers that an oracle does
+not return yet (partial results) stay pending and are asked for again at the next poll.
+
+Start checks: the work directory must be writable and its file system must have
+``compute.min_free_mb`` free before anything is recorded or any oracle is called.
 """
 
 from __future__ import annotations
@@ -18,19 +31,22 @@ __all__ = ["Campaign", "RunOutcome"]
 
 import json
 import math
+import shutil
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from discovery.campaign.ledger import Ledger
+from discovery.campaign.ledger import Ledger, fault_point
 from discovery.campaign.lock import WorkdirLock
 from discovery.campaign.progress import Reporter
 from discovery.errors import DiscoveryError
-from discovery.oracles.base import OracleContext, Request, Result
+from discovery.oracles.base import OracleContext, Request, Result, utc_now
 
 if TYPE_CHECKING:
     from discovery.campaign.spec import CampaignSpec
@@ -41,7 +57,14 @@ if TYPE_CHECKING:
 LEDGER_FILE = "ledger.sqlite"
 #: Spec sections that may change between runs of one work directory (anything else is refused).
 RESUMABLE_CHANGES = ("budget", "compute", "workdir")
+#: Oracle settings that may change on resume (how calls are retried, not who answers).
+RESUMABLE_ORACLE_SETTINGS = ("attempts", "retry_backoff_s", "timeout_s")
 _CORE = ("working_ion", "formula_charge", "formula_discharge")
+T = TypeVar("T")
+
+
+class OracleCallFailed(Exception):
+    """Every attempt of an oracle call raised or timed out (the loop marks its candidates failed)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +153,7 @@ class Campaign:
                 round ahead.
             max_rounds: start at most this many new rounds in this call (``stopped``).
         """
-        _check_writable(self.workdir)
+        _check_writable(self.workdir, self.spec.compute.min_free_mb)
         with WorkdirLock(self.workdir):
             self.ledger = Ledger(self.workdir / LEDGER_FILE)
             self.oracle: Oracle | None = self._given_oracle
@@ -148,6 +171,7 @@ class Campaign:
                     log=self.ledger.log,
                 )
                 self._prepare()
+                self._record_resume()
                 self.hooks.add_oracle(
                     self.oracle, None if self._given_oracle else self.spec.oracle.name
                 )
@@ -163,6 +187,7 @@ class Campaign:
         """A new work directory records the spec; an existing one must hold the same campaign."""
         current = self.spec.model_dump(mode="json")
         stored = self.ledger.get_meta("spec")
+        self._resuming: dict[str, Any] | None = None
         if stored is None:
             self.ledger.set_meta("spec", current)
             self.ledger.log("created", name=self.spec.name)
@@ -171,7 +196,7 @@ class Campaign:
         changed = sorted(
             k
             for k in set(stored) | set(current)
-            if k not in RESUMABLE_CHANGES and stored.get(k) != current.get(k)
+            if k not in RESUMABLE_CHANGES and _who(stored, k) != _who(current, k)
         )
         if changed:
             raise DiscoveryError(
@@ -179,8 +204,15 @@ class Campaign:
                 f"{', '.join(changed)}; only {', '.join(RESUMABLE_CHANGES)} may change on resume "
                 "(use a new --workdir for a new campaign)"
             )
-        self.ledger.set_meta("spec", current)
-        self.ledger.log("resumed", rounds=self.ledger.last_round())
+        self._resuming = current
+
+    def _record_resume(self) -> None:
+        """Record a resume once the data, pool and oracle are ready: a rerun refused because a
+        file went bad since (a damaged pool table) leaves the ledger exactly as it was."""
+        if self._resuming is not None:
+            self.ledger.set_meta("spec", self._resuming)
+            self.ledger.log("resumed", rounds=self.ledger.last_round())
+            self._resuming = None
 
     # ------------------------------------------------------------------ data, pool, oracle
     def _prepare(self) -> None:
@@ -254,10 +286,11 @@ class Campaign:
             if compute.backend == "ray":
                 where = compute.address or "a local Ray instance"
                 self.report.line(f"scoring on {compute.workers} Ray worker(s), {where}")
-            self.scorer = make_scorer(
-                compute, lambda done, n: self.report.progress("score", "scoring the pool", done, n)
-            )
+            self.scorer = make_scorer(compute, self._scoring_progress)
         return self.scorer
+
+    def _scoring_progress(self, done: int, chunks: int) -> None:
+        self.report.progress("score", "scoring the pool", done, chunks)
 
     def _fidelities(self) -> None:
         """The fidelity levels the surrogate takes as input and the one proposals are scored at.
@@ -390,6 +423,9 @@ class Campaign:
         self.report.finish("wait")
         rounds = self.ledger.rounds()
         complete = int((rounds["state"] == "complete").sum()) if len(rounds) else 0
+        failed = self.ledger.counts()["results_failed"]
+        if failed:
+            message += f"; {failed} candidate(s) failed (`discover status` lists why)"
         self.ledger.log(state, message=message)
         return RunOutcome(state, complete, self.ledger.submission_count(), message)
 
@@ -429,6 +465,7 @@ class Campaign:
             if not rows:
                 ledger.set_round_state(round_, "complete", {"note": "no candidate left"})
                 return False
+            fault_point("proposed")
             ledger.add_proposals(round_, rows)
             self.hooks.batch_proposed(round_, ledger.proposals(round_))
             self.report.line(f"round {round_}: proposed {len(rows)} candidate(s)")
@@ -452,12 +489,32 @@ class Campaign:
                 )
                 for r in todo.itertuples()
             ]
-            job_ids = self.oracle.submit(requests)
+            oracle = self.oracle
+            try:
+                job_ids = self._oracle_call("submit", lambda: list(oracle.submit(requests)))
+            except OracleCallFailed as exc:
+                self.ledger.add_unsubmitted_failures(
+                    [
+                        {
+                            "candidate_id": q.candidate_id,
+                            "idempotency_key": q.idempotency_key,
+                            "round": round_,
+                        }
+                        for q in requests
+                    ],
+                    oracle.name,
+                    oracle.fidelity,
+                    str(exc),
+                )
+                self._report_failed(len(requests), str(exc))
+                self.ledger.set_round_state(round_, "submitted")
+                return
             if len(job_ids) != len(requests):
                 raise DiscoveryError(
                     f"oracle {self.oracle.name!r} returned {len(job_ids)} job ids for "
                     f"{len(requests)} requests"
                 )
+            fault_point("submit")
             self.ledger.add_submissions(
                 [
                     {
@@ -470,6 +527,7 @@ class Campaign:
                 ],
                 self.oracle.name,
             )
+            fault_point("submitted")
         self.ledger.set_round_state(round_, "submitted")
 
     def _collect(self) -> None:
@@ -479,15 +537,36 @@ class Campaign:
         if len(jobs) == 0:
             return
         by_job = {r.job_id: r for r in jobs.itertuples()}
-        states = self.oracle.poll(list(by_job))
+        oracle = self.oracle
+        try:
+            states = self._oracle_call("poll", lambda: dict(oracle.poll(list(by_job))))
+        except OracleCallFailed as exc:
+            self._fail_jobs(list(by_job.values()), str(exc))
+            return
         finished = [j for j, s in states.items() if s in ("done", "failed") and j in by_job]
         # collect() runs even when no job finished: an oracle may return answers no open job can
         # take (a lab's row with an unknown candidate id), which are logged and reported below.
         corrections = bool(getattr(self.oracle, "accepts_corrections", False))
         n_new = 0
-        for result in self.oracle.collect(finished):
+        try:
+            answers = self._oracle_call("collect", lambda: list(oracle.collect(finished)))
+        except OracleCallFailed as exc:
+            self._fail_jobs([by_job[j] for j in finished], str(exc))
+            return
+        # A finished job the oracle does not answer yet (partial results) stays open and is
+        # polled again.
+        for result in answers:
             job = by_job.get(result.job_id)
-            if job is None or job.candidate_id != result.candidate_id:
+            problem: str | None = None
+            if job is not None and job.candidate_id != result.candidate_id and not corrections:
+                # An open job answered under another candidate's id is an oracle's bug: the job
+                # is closed as rejected (a waiting campaign would otherwise poll it for ever).
+                problem = (
+                    f"the answer to job {result.job_id!r} names candidate "
+                    f"{result.candidate_id!r}, not {job.candidate_id!r}"
+                )
+                result = replace(result.as_rejected(), candidate_id=str(job.candidate_id))
+            elif job is None or job.candidate_id != result.candidate_id:
                 self.ledger.log(
                     "unknown_result",
                     job_id=result.job_id,
@@ -501,10 +580,12 @@ class Campaign:
                     else f"ignored an answer: {result.message}"
                 )
                 continue
-            result, problem = self._check_result(result)
-            if problem is None:
-                n_new += self.ledger.add_result(result, int(job.round))
-                continue
+            else:
+                result, problem = self._check_result(result)
+                if problem is None:
+                    n_new += self.ledger.add_result(result, int(job.round))
+                    fault_point("result")
+                    continue
             if self.ledger.add_result(result, int(job.round), status="rejected", message=problem):
                 self.report.line(f"rejected the answer for {result.candidate_id}: {problem}")
             if not corrections:
@@ -519,11 +600,67 @@ class Campaign:
         if n_new:
             self.report.line(f"{n_new} result(s) recorded")
 
+    # ------------------------------------------------------------------ oracle calls
+    def _oracle_call(self, what: str, call: Callable[[], T]) -> T:
+        """``call()`` with the spec's timeout and retries; :class:`OracleCallFailed` after the
+        last attempt (see the module docstring)."""
+        assert self.oracle is not None
+        settings = self.spec.oracle
+        name, error = self.oracle.name, ""
+        for attempt in range(1, settings.attempts + 1):
+            try:
+                return _call_with_timeout(call, settings.timeout_s, f"oracle-{name}-{what}")
+            except DiscoveryError:
+                raise
+            except Exception as exc:
+                error = _describe(exc)
+            self.ledger.log(
+                "oracle_error", call=what, attempt=attempt, of=settings.attempts, error=error
+            )
+            if attempt == settings.attempts:
+                break
+            delay = settings.retry_backoff_s * 2 ** (attempt - 1)
+            self.report.line(
+                f"oracle {name!r}: {what} failed ({error}); attempt {attempt} of "
+                f"{settings.attempts}, retrying in {delay:g} s"
+            )
+            time.sleep(delay)
+        raise OracleCallFailed(
+            f"oracle {name!r}: {what} failed {settings.attempts} time(s), last: {error}"
+        )
+
+    def _fail_jobs(self, jobs: list[Any], message: str) -> None:
+        """Record a ``failed`` result for each open job (rows of :meth:`Ledger.open_jobs`)."""
+        assert self.oracle is not None
+        now = utc_now()
+        n = 0
+        for job in jobs:
+            failed = Result(
+                job.candidate_id,
+                job.job_id,
+                "failed",
+                {},
+                self.oracle.name,
+                self.oracle.fidelity,
+                now,
+                now,
+                message,
+            )
+            n += self.ledger.add_result(failed, int(job.round))
+        if n:
+            self._report_failed(n, message)
+
+    def _report_failed(self, n: int, message: str) -> None:
+        self.ledger.log("oracle_failed", candidates=n, message=message)
+        self.report.line(f"{n} candidate(s) marked failed: {message}")
+
     def _check_result(self, result: Result) -> tuple[Result, str | None]:
         """Fill capacity and energy from the formulas; return a reason to reject, if any.
 
         An ``ok`` answer first goes through the hook plugins (``discovery_result_received``), which
         may replace it (converted units) or reject it."""
+        if malformed := result.malformed():  # an oracle's bug: recorded as rejected, never raised
+            return result.as_rejected(), "; ".join(malformed)
         if result.status == "ok":
             candidate = {
                 "candidate_id": result.candidate_id,
@@ -635,15 +772,20 @@ class Campaign:
             targets=self.targets,
             config=config,
             ions=self.ions,
-            progress=lambda e, n: self.report.progress("train", label, e, n),
+            progress=lambda e, n: self._training_progress(label, e, n),
             fidelities=self.levels,
         )
         self.report.finish("train")
         rel = f"models/round-{round_:03d}"
         model.save(self.workdir / rel)
+        fault_point("model-saved")
         self.ledger.set_round_model(round_, rel, len(frame))
         self.hooks.after_training(round_, model, frame, self.workdir / rel)
         return model
+
+    def _training_progress(self, label: str, epoch: int, epochs: int) -> None:
+        self.report.progress("train", label, epoch, epochs)
+        fault_point("train-epoch")
 
     def _measured_in_scope(self) -> pd.DataFrame:
         """In-scope initial rows and ok results: formulas and measured outcome values."""
@@ -712,7 +854,7 @@ class Campaign:
                 pending=pending,
                 shortlist=acq.shortlist,
                 chunk_rows=self.spec.compute.chunk_rows,
-                scorer=self._pool_scorer(),
+                scorer=_ScoringCheckpoints(self._pool_scorer()),
                 **common,
             )
             self.report.finish("score")
@@ -853,6 +995,25 @@ class Campaign:
         return out
 
 
+class _ScoringCheckpoints:
+    """A pool scorer with the ``score`` fault checkpoint (:func:`fault_point`) before and after
+    each scoring pass; otherwise the scorer itself."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+
+    def predict(
+        self, ensemble: DeepEnsemble, features: np.ndarray, rows: np.ndarray, chunk_rows: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        fault_point("score")
+        out = self.scorer.predict(ensemble, features, rows, chunk_rows)
+        fault_point("score")
+        return out
+
+    def close(self) -> None:
+        self.scorer.close()
+
+
 def _with_new_defaults(stored: dict[str, Any], model: Any) -> dict[str, Any]:
     """A stored spec dump with the defaults of fields added since it was written.
 
@@ -889,8 +1050,9 @@ def _finite_or_none(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _check_writable(workdir: Path) -> None:
-    """Fail before any oracle call when the work directory cannot be written."""
+def _check_writable(workdir: Path, min_free_mb: float = 0.0) -> None:
+    """Fail before anything is recorded or any oracle is called when the work directory cannot be
+    written or its file system has less than ``min_free_mb`` MB free."""
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         probe = workdir / ".write-test"
@@ -900,3 +1062,46 @@ def _check_writable(workdir: Path) -> None:
         raise DiscoveryError(
             f"{workdir}: work directory is not writable ({exc.strerror or exc})"
         ) from exc
+    free_mb = shutil.disk_usage(workdir).free / 1e6
+    if free_mb < min_free_mb:
+        raise DiscoveryError(
+            f"{workdir}: only {free_mb:,.1f} MB free on its file system, the campaign needs "
+            f"compute.min_free_mb = {min_free_mb:g} MB; free space or lower the setting"
+        )
+
+
+def _who(spec: dict[str, Any], key: str) -> Any:
+    """A spec section as compared on resume: the oracle without its retry settings."""
+    value = spec.get(key)
+    if key == "oracle" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in RESUMABLE_ORACLE_SETTINGS}
+    return value
+
+
+def _call_with_timeout(call: Callable[[], T], timeout_s: float | None, name: str) -> T:
+    """``call()``, in a daemon thread when there is a timeout; :class:`TimeoutError` when it has
+    not returned after ``timeout_s`` seconds (the thread is abandoned, see the module docstring)."""
+    if timeout_s is None:
+        return call()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the waiting thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within timeout_s = {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return type(exc).__name__ + (f": {text[0][:300]}" if text else "")

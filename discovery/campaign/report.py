@@ -15,6 +15,7 @@ __all__ = [
     "CampaignStatus",
     "campaign_status",
     "export_campaign",
+    "failures",
     "history",
     "hypervolume_now",
     "hypervolume_table",
@@ -148,6 +149,7 @@ class CampaignStatus:
     hypervolume: pd.DataFrame
     reference_point: tuple[float, ...] | None
     front: pd.DataFrame
+    failures: pd.DataFrame
 
 
 def campaign_status(workdir: str | Path, top: int = 3) -> CampaignStatus:
@@ -186,9 +188,18 @@ def campaign_status(workdir: str | Path, top: int = 3) -> CampaignStatus:
             hypervolume=hypervolume_table(ledger, hist),
             reference_point=reference_point_of(ledger, hist),
             front=front,
+            failures=failures(ledger),
         )
     finally:
         ledger.close()
+
+
+def failures(ledger: Ledger) -> pd.DataFrame:
+    """Candidates closed with a ``failed`` result: ``candidate_id``, ``round``, ``job_id``,
+    ``message`` (why: the oracle's reason, a rejected answer, or an oracle call that failed after
+    its attempts), in the order they were recorded."""
+    frame = ledger.results(("failed",))
+    return frame[["candidate_id", "round", "job_id", "message"]].reset_index(drop=True)
 
 
 def export_campaign(workdir: str | Path, out_dir: str | Path) -> list[Path]:

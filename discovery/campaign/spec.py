@@ -62,6 +62,17 @@ if TYPE_CHECKING:
 #: File suffixes of candidate and data tables (CSV or parquet), as ``discovery.data.read_table`` reads them.
 TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".txt", ".gz", ".parquet", ".pq")
 
+#: Upper bounds of sizes that cost memory or time in proportion (a typo such as ``members: 32000``
+#: would otherwise exhaust the machine instead of failing validation), and of the seed (numpy and
+#: torch take seeds of at most 64 bits, and model seeds are ``seed x 1000 + round``).
+MAX_MEMBERS = 1024
+MAX_LAYERS = 64
+MAX_WIDTH = 16384
+MAX_MC_SAMPLES = 8192
+MAX_RESTARTS = 1000
+MAX_RAW_SAMPLES = 100_000
+MAX_SEED = 2**32 - 1
+
 #: The token of a framework template that stands for the working-ion site.
 ION_SITE = "A_x"
 
@@ -682,11 +693,20 @@ class SurrogateSpec(BaseModel):
             "'max_delta_volume' (fraction), 'stability_discharge' (eV/atom). Default: [average_voltage]."
         ),
     )
-    members: int = Field(default=32, ge=1, description="Ensemble members. Default: 32.")
+    members: int = Field(
+        default=32,
+        ge=1,
+        le=MAX_MEMBERS,
+        description="Ensemble members (at most 1024). Default: 32.",
+    )
     hidden: list[int] = Field(
         default=[96, 96, 96],
         min_length=1,
-        description="Widths of the hidden layers (units). Default: [96, 96, 96].",
+        max_length=MAX_LAYERS,
+        description=(
+            "Widths of the hidden layers (units; at most 64 layers of at most 16384 units). "
+            "Default: [96, 96, 96]."
+        ),
     )
     max_epochs: int = Field(
         default=120, ge=1, description="Upper bound on training epochs. Default: 120."
@@ -757,7 +777,13 @@ class SurrogateSpec(BaseModel):
     @field_validator("hidden")
     @classmethod
     def _widths(cls, hidden: list[int]) -> list[int]:
-        _raise_if([((i,), f"must be >= 1, got {w}") for i, w in enumerate(hidden) if w < 1])
+        _raise_if(
+            [
+                ((i,), f"must be >= 1 and <= {MAX_WIDTH}, got {w}")
+                for i, w in enumerate(hidden)
+                if not 1 <= w <= MAX_WIDTH
+            ]
+        )
         return hidden
 
     def to_config(self, seed: int = 0) -> EnsembleConfig:
@@ -791,7 +817,10 @@ class AcquisitionSpec(BaseModel):
     mc_samples: int = Field(
         default=128,
         ge=1,
-        description="Quasi-Monte-Carlo posterior samples per acquisition value. Default: 128.",
+        le=MAX_MC_SAMPLES,
+        description=(
+            "Quasi-Monte-Carlo posterior samples per acquisition value (at most 8192). Default: 128."
+        ),
     )
     shortlist: int = Field(
         default=256,
@@ -801,12 +830,16 @@ class AcquisitionSpec(BaseModel):
     num_restarts: int = Field(
         default=8,
         ge=1,
-        description="Continuous spaces: optimizer restarts of optimize_acqf. Default: 8.",
+        le=MAX_RESTARTS,
+        description="Continuous spaces: optimizer restarts of optimize_acqf (at most 1000). Default: 8.",
     )
     raw_samples: int = Field(
         default=256,
         ge=1,
-        description="Continuous spaces: random points that seed the restarts. Default: 256.",
+        le=MAX_RAW_SAMPLES,
+        description=(
+            "Continuous spaces: random points that seed the restarts (at most 100000). Default: 256."
+        ),
     )
 
 
@@ -892,6 +925,33 @@ class OracleSpec(BaseModel):
             "folder and must exist. Default: none."
         ),
     )
+    attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description=(
+            "Tries per oracle call (submit, poll, collect) that raises or passes timeout_s; after "
+            "the last, the candidates concerned are recorded as failed. May change on resume. "
+            "Default: 3."
+        ),
+    )
+    retry_backoff_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=86400,
+        description=(
+            "Seconds before the first retry of a failed oracle call, doubling for each further "
+            "one. May change on resume. Default: 2."
+        ),
+    )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Seconds one oracle call may take; a slower call is abandoned (its thread is left to "
+            "finish on its own) and retried. May change on resume. Default: null (no limit)."
+        ),
+    )
 
     @field_validator("name")
     @classmethod
@@ -941,6 +1001,11 @@ class ComputeSpec(BaseModel):
         ge=1,
         description="Candidate rows per ensemble evaluation and per Ray call (bounds peak memory). Default: 2048.",
     )
+    min_free_mb: float = Field(
+        default=100,
+        ge=0,
+        description="Free space (MB) the work directory's file system must have when a run starts; less stops the run before any oracle call. Default: 100.",
+    )
 
     @model_validator(mode="after")
     def _address_for_ray(self) -> ComputeSpec:
@@ -966,7 +1031,12 @@ class CampaignSpec(BaseModel):
         description="Campaign name: letters, digits, '_', '.' and '-'. Names the default work directory. Required."
     )
     seed: int = Field(
-        default=0, description="Seed of every random choice (training, proposals). Default: 0."
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        description=(
+            "Seed of every random choice (training, proposals): 0 to 4294967295. Default: 0."
+        ),
     )
     ions: list[str] = Field(
         min_length=1,

@@ -12,6 +12,7 @@ __all__ = ["ELEMENTS", "MAX_AMOUNT", "parse_formula"]
 
 import math
 import re
+import unicodedata
 from functools import lru_cache
 
 from discovery.errors import FormulaError
@@ -28,11 +29,42 @@ _ELEMENT_SET = frozenset(ELEMENTS)
 #: Largest amount of one element accepted in a formula (guards against absurd coefficients).
 MAX_AMOUNT = 1.0e6
 
-_NUM = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_FLAT = re.compile(rf"(?:[A-Z][a-z]?{_NUM}?)+")
-_FLAT_TOKEN = re.compile(rf"([A-Z][a-z]?)({_NUM})?")
-_TOKEN = re.compile(rf"([A-Z][a-z]?)({_NUM})?|([(\[])|([)\]])({_NUM})?|(\s+)")
+# ASCII only (re.ASCII): Python's \d and \s also match fullwidth and other Unicode digits and
+# spaces, which float() would then accept; a formula is ASCII letters, digits, '.', brackets and
+# spaces, and anything else is named in the error.
+_NUM = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_FLAT = re.compile(rf"(?:[A-Z][a-z]?{_NUM}?)+", re.ASCII)
+_FLAT_TOKEN = re.compile(rf"([A-Z][a-z]?)({_NUM})?", re.ASCII)
+_TOKEN = re.compile(rf"([A-Z][a-z]?)({_NUM})?|([(\[])|([)\]])({_NUM})?|([ \t]+)", re.ASCII)
 _CLOSE_FOR = {")": "(", "]": "["}
+#: Letters of other scripts that look like the Latin letters of element symbols.
+_LOOKALIKES = dict(
+    zip(
+        "АВЕКМНОРСТХаеорсхукіІјЈ" + "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧοκν",
+        "ABEKMHOPCTXaeopcxykiIjJ" + "ABEZHIKMNOPTYXokv",
+    )
+)
+
+
+def _unexpected(formula: str, pos: int) -> FormulaError:
+    """The error for a character no token starts with, naming it by code point when it is not
+    plain ASCII (a Cyrillic 'О' prints exactly like the letter O)."""
+    char = formula[pos]
+    if char.isascii() and char.isprintable():
+        return FormulaError(formula, f"unexpected character {char!r} at position {pos}")
+    name = unicodedata.name(char, "") or (
+        "a control character" if unicodedata.category(char).startswith("C") else "unnamed"
+    )
+    like = _LOOKALIKES.get(char)
+    if like is None:
+        folded = unicodedata.normalize("NFKC", char)
+        like = folded if folded.isascii() and folded.isprintable() and folded.strip() else None
+    hint = f", which looks like {like!r}" if like else ""
+    return FormulaError(
+        formula,
+        f"unexpected character {char!r} (U+{ord(char):04X} {name}{hint}) at position {pos}; "
+        "formulas are written in ASCII letters, digits, '.', brackets and spaces",
+    )
 
 
 def _amount(text: str | None, formula: str) -> float:
@@ -40,7 +72,8 @@ def _amount(text: str | None, formula: str) -> float:
         return 1.0
     value = float(text)
     if not math.isfinite(value) or value > MAX_AMOUNT:
-        raise FormulaError(formula, f"amount {text} is out of range (at most {MAX_AMOUNT:g})")
+        shown = text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+        raise FormulaError(formula, f"amount {shown} is out of range (at most {MAX_AMOUNT:g})")
     return value
 
 
@@ -60,7 +93,7 @@ def _parse_nested(formula: str) -> dict[str, float]:
     while pos < end:
         match = _TOKEN.match(formula, pos)
         if match is None:
-            raise FormulaError(formula, f"unexpected character {formula[pos]!r} at position {pos}")
+            raise _unexpected(formula, pos)
         pos = match.end()
         symbol, amount, opening, closing, group_amount, _space = match.groups()
         if symbol is not None:
@@ -108,4 +141,9 @@ def parse_formula(formula: str) -> dict[str, float]:
     text = formula.strip()
     if not text:
         raise FormulaError(formula, "empty formula")
+    if not (text.isascii() and text.isprintable()):
+        # Named first, whatever else is wrong: 'Rоb' with a Cyrillic 'о' is not "unknown element R".
+        for pos, char in enumerate(text):
+            if char != "\t" and not (char.isascii() and char.isprintable()):
+                raise _unexpected(text, pos)
     return dict(_parse_cached(text))

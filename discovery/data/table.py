@@ -20,6 +20,7 @@ __all__ = [
 ]
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,12 @@ ELECTRODE_COLUMNS: tuple[str, ...] = (
 )
 _CANDIDATE_COLUMNS = ("working_ion", "formula_charge", "formula_discharge")
 _NONNEGATIVE = ("capacity_grav", "capacity_vol", "energy_vol")
+#: Highest average voltage accepted in a labeled table (V vs the ion metal). Materials Project
+#: voltages stay below 13 V; a larger value is almost always a value in mV.
+MAX_VOLTAGE_V = 20.0
+#: The columns that identify a voltage pair: a labeled table may hold each combination once.
+_PAIR_KEY = ("battery_id", "working_ion", "formula_charge", "formula_discharge")
+_MANGLED = re.compile(r"^(?P<base>.+)\.(?P<n>[1-9][0-9]*)$")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -89,10 +96,33 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix in (".csv", ".txt", ".gz"):
-            return pd.read_csv(path, dtype={"battery_id": str, "working_ion": str})
+            frame = pd.read_csv(path, dtype={"battery_id": str, "working_ion": str})
+            _refuse_repeated_columns(path, [str(c) for c in frame.columns])
+            return frame
+    except UnicodeDecodeError as exc:
+        raise DiscoveryError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save the table as CSV (UTF-8) or parquet"
+        ) from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DiscoveryError(f"{path}: cannot read table: {exc}") from exc
     raise DiscoveryError(f"{path}: unknown table format {suffix!r} (use .csv or .parquet)")
+
+
+def _refuse_repeated_columns(path: Path, columns: list[str]) -> None:
+    """pandas renames a repeated header ``x`` to ``x.1``; a table must name each column once."""
+    repeated = sorted(
+        {
+            m["base"]
+            for c in columns
+            if (m := _MANGLED.match(c)) is not None and m["base"] in columns
+        }
+    )
+    if repeated:
+        raise DiscoveryError(
+            f"{path}:1 column(s) {', '.join(map(repr, repeated))} appear more than once in the "
+            "header; keep one column of each name"
+        )
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
@@ -150,10 +180,11 @@ def validate_electrodes(
     """Check every row of an electrode table and report what is wrong where.
 
     Checked: required columns present; ``battery_id`` not empty; the working ion is known; both
-    formulas parse; the frameworks of the two formulas match and the discharged formula holds more
-    ions than the charged one; numeric columns hold numbers; capacities are not negative. A
-    ``labeled`` table (training data) also needs ``battery_id`` and a finite, non-negative
-    ``average_voltage`` on every row; an unlabeled one (candidates to predict) needs neither.
+    formulas given and parse; the frameworks of the two formulas match and the discharged formula
+    holds more ions than the charged one; numeric columns hold finite numbers; capacities are not
+    negative. A ``labeled`` table (training data) also needs ``battery_id`` and a finite
+    ``average_voltage`` from 0 to :data:`MAX_VOLTAGE_V` on every row, and each voltage pair
+    (``battery_id``, ion, formulas) once; an unlabeled one (candidates to predict) needs neither.
     """
     required = [*REQUIRED_COLUMNS, "average_voltage"] if labeled else list(_CANDIDATE_COLUMNS)
     missing = [c for c in required if c not in frame.columns]
@@ -172,7 +203,7 @@ def validate_electrodes(
         numeric[column] = values
         text = raw.notna().to_numpy() & np.isnan(values)
         for bad in np.flatnonzero(text).tolist():
-            add(RowProblem(bad, column, f"not a number: {raw.iloc[bad]!r}", "non-numeric value"))
+            add(RowProblem(bad, column, _not_a_number(raw.iloc[bad]), "non-numeric value"))
 
     ids = frame["battery_id"].to_numpy(dtype=object) if labeled else None
     ion_col = frame["working_ion"].to_numpy(dtype=object)
@@ -186,6 +217,18 @@ def validate_electrodes(
             add(
                 RowProblem(row, "working_ion", str(UnknownIonError(ion, list(ions))), "unknown ion")
             )
+            continue
+        empty = [
+            column
+            for column, cells in (
+                ("formula_charge", charge_col),
+                ("formula_discharge", discharge_col),
+            )
+            if cells[row] is None or (isinstance(cells[row], float) and np.isnan(cells[row]))
+        ]
+        if empty:
+            for column in empty:
+                add(RowProblem(row, column, "empty (a formula is required)", "missing formula"))
             continue
         try:
             insertion_pair(charge_col[row], discharge_col[row], ion, ions)
@@ -208,6 +251,36 @@ def validate_electrodes(
                     "invalid voltage",
                 )
             )
+        for bad in np.flatnonzero(np.isfinite(voltage) & (voltage > MAX_VOLTAGE_V)).tolist():
+            add(
+                RowProblem(
+                    bad,
+                    "average_voltage",
+                    f"voltage {voltage[bad]:g} V is above {MAX_VOLTAGE_V:g} V; the column is in V "
+                    "(is this value in mV? divide it by 1000)",
+                    "invalid voltage",
+                )
+            )
+        if ids is not None:
+            key = frame[list(_PAIR_KEY)]
+            repeats = np.flatnonzero(key.duplicated(keep="first").to_numpy()).tolist()
+            if repeats:
+                first_of = {
+                    tuple(k): i
+                    for i, k in reversed(list(enumerate(key.itertuples(index=False, name=None))))
+                }
+                for bad in repeats:
+                    first = first_of[tuple(key.iloc[bad])]
+                    where = f"line {first + 2}" if csv_lines else f"row {first}"
+                    add(
+                        RowProblem(
+                            bad,
+                            "battery_id",
+                            f"{ids[bad]!r} repeats the voltage pair of {where} (same battery_id, "
+                            "working_ion and formulas); keep one row per pair",
+                            "duplicate pair",
+                        )
+                    )
     for column in _NONNEGATIVE:
         if column in numeric:
             for bad in np.flatnonzero(numeric[column] < 0).tolist():
@@ -221,6 +294,17 @@ def validate_electrodes(
                 )
     report.problems.sort(key=lambda p: p.row)
     return report
+
+
+def _not_a_number(value: object) -> str:
+    """Why a numeric cell was refused: text, or a number too large for a float (``1e400``)."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return f"not a number: {value!r}"
+    return (
+        f"not a finite number: {value!r}" if not np.isfinite(number) else f"not a number: {value!r}"
+    )
 
 
 def _classify(exc: FormulaError, charge: object, discharge: object) -> tuple[str, str]:

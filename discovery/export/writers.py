@@ -1,7 +1,10 @@
 """Writing a campaign's exports: history, Pareto front (CSV, JSON), hypervolume trace and plots.
 
 The inputs are DataFrames (the campaign engine builds them from its ledger); file names are fixed
-and never derived from data. matplotlib and plotly are imported inside the plotting functions;
+and never derived from data, and each file is written to a temporary name in the export folder and
+renamed, so nothing is written through a symbolic link planted in that folder. Text cells of the CSV
+files pass through :func:`discovery._csvsafe.write_csv` (spreadsheet formulas escaped, CRLF row
+ends so that a cell holding a line break stays one cell). matplotlib and plotly are imported inside the plotting functions;
 matplotlib is used through its object-oriented API with the Agg canvas, so no pyplot state and no
 global backend setting is touched.
 """
@@ -12,14 +15,17 @@ import datetime as dt
 import html
 import json
 import math
-from collections.abc import Sequence
+import os
+import secrets
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from discovery.errors import MissingColumnsError
+from discovery._csvsafe import write_csv
+from discovery.errors import DiscoveryError, MissingColumnsError
 from discovery.export.pareto import ObjectiveLike, _objective_columns, ok_rows, pareto_mask
 
 __all__ = ["EXPORT_FILES", "PARETO_COLUMNS", "pareto_rows", "write_exports"]
@@ -48,9 +54,6 @@ PARETO_COLUMNS = (
 """Leading columns of ``pareto.csv`` / ``pareto.json``; empty when the history lacks them."""
 
 PREDICTED_PREFIX = "predicted_"
-
-# Characters that make a spreadsheet treat a cell as a formula (OWASP "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 _AXIS_LABELS = {
     "average_voltage": "Average voltage (V)",
@@ -87,25 +90,6 @@ _FRONT_COLOR = "crimson"
 
 def _label(name: str) -> str:
     return _AXIS_LABELS.get(name, name)
-
-
-def _escape_cell(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def _csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose text cells cannot start a spreadsheet formula; numeric columns untouched."""
-    out = frame.copy()
-    for column in out.columns:
-        series = out[column]
-        if not (
-            pd.api.types.is_numeric_dtype(series) or pd.api.types.is_datetime64_any_dtype(series)
-        ):
-            out[column] = series.astype(object).map(_escape_cell)
-    out.columns = [str(_escape_cell(str(c))) for c in out.columns]
-    return out
 
 
 def _json_value(value: object) -> Any:
@@ -215,22 +199,23 @@ def write_exports(
         The paths written, in the order of :data:`EXPORT_FILES`: history.csv, pareto.csv,
         pareto.json, hypervolume.csv, pareto.png, pareto.html. Text cells of the CSV files that
         begin with ``= + - @``, a tab or a carriage return get a leading ``'`` so that a
-        spreadsheet does not run them as formulas; numbers are written as numbers.
+        spreadsheet does not run them as formulas; numbers are written as numbers. Rows end
+        with CRLF (RFC 4180), so a text cell holding a line break is quoted and stays one cell.
 
     Raises:
         MissingColumnsError: an objective that is not a history column.
-        DiscoveryError: an objective whose direction is neither "maximize" nor "minimize".
+        DiscoveryError: an objective whose direction is neither "maximize" nor "minimize"; an
+            ``out_dir`` with a NUL byte, one that is a file, or one that cannot be written.
     """
     names, flags = _objective_columns(objectives)
     _check_objectives(history, names)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _export_dir(out_dir)
     paths = [out / name for name in EXPORT_FILES]
     history_csv, pareto_csv, pareto_json, trace_csv, png, page = paths
 
-    _csv_safe(history).to_csv(history_csv, index=False)
+    _replace_file(history_csv, lambda tmp: write_csv(history, tmp))
     front = pareto_rows(history, objectives)
-    _csv_safe(front).to_csv(pareto_csv, index=False)
+    _replace_file(pareto_csv, lambda tmp: write_csv(front, tmp))
     document: dict[str, Any] = {
         "objectives": [{"name": n, "direction": o.direction} for n, o in zip(names, objectives)]
     }
@@ -239,16 +224,53 @@ def write_exports(
     document["rows"] = [
         {str(k): _json_value(v) for k, v in row.items()} for row in front.to_dict(orient="records")
     ]
-    pareto_json.write_text(
-        json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
-    _csv_safe(hypervolume_trace).to_csv(trace_csv, index=False)
+    text = json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    _replace_file(pareto_json, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _replace_file(trace_csv, lambda tmp: write_csv(hypervolume_trace, tmp))
 
     view = _PlotData.build(_with_energy(history), names, flags)
-    _write_png(view, png, title)
-    _write_html(view, page, title)
+    _replace_file(png, lambda tmp: _write_png(view, tmp, title))
+    _replace_file(page, lambda tmp: _write_html(view, tmp, title))
     return paths
+
+
+def _export_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as a Path, created with its parents; a clear error for a path that cannot be."""
+    text = os.fspath(out_dir)
+    if "\x00" in text:
+        raise DiscoveryError(
+            f"export folder {text!r}: contains a NUL byte; give a plain folder path"
+        )
+    out = Path(text)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DiscoveryError(
+            f"{out}: exists and is not a folder; give a folder for the exports"
+        ) from None
+    except OSError as exc:
+        raise DiscoveryError(
+            f"{out}: cannot create the export folder ({exc.strerror or exc})"
+        ) from None
+    return out
+
+
+def _replace_file(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through ``write(temporary path)`` in the same folder, then rename.
+
+    The rename replaces whatever ``path`` was, a symbolic link included, so an export never
+    writes through a link to a file outside ``path``'s folder, and a reader never sees half a file.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DiscoveryError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class _PlotData:

@@ -9,6 +9,14 @@ Submission is idempotent: every request carries an ``idempotency_key`` (campaign
 id), and submitting the same key again must return the same job id without starting a second
 calculation. The campaign relies on this when it resumes after a crash between handing a batch to
 the oracle and recording the job ids.
+
+Faults: the campaign retries a call that raises (anything but a
+:class:`~discovery.errors.DiscoveryError`, which stops the run as a configuration error) or that
+runs past the campaign's ``oracle.timeout_s``, so ``poll`` and ``collect`` must be safe to repeat
+and ``submit`` must honour the idempotency keys. With a timeout the calls run in a worker thread,
+and a call that timed out may still be running when the retry starts. After the last attempt the
+candidates concerned are recorded as ``failed``. ``collect`` may answer only some of the finished
+jobs; the others stay pending and are asked for again.
 """
 
 from __future__ import annotations
@@ -100,14 +108,68 @@ class Result:
     message: str = ""
 
     def problems(self) -> list[str]:
-        """Reasons to reject this result (non-finite or non-numeric values); empty when sound."""
-        out = []
+        """Reasons to reject this result (a malformed result, non-finite or non-numeric values,
+        values outside :data:`PLAUSIBLE`); empty when sound."""
+        out = self.malformed()
+        if not isinstance(self.values, Mapping):
+            return out
         for name, value in self.values.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 out.append(f"{name}: not a number ({value!r})")
             elif not math.isfinite(value):
                 out.append(f"{name}: {value} is not a finite number")
+            elif name in PLAUSIBLE and not PLAUSIBLE[name][0] <= value <= PLAUSIBLE[name][1]:
+                low, high, unit = PLAUSIBLE[name]
+                out.append(f"{name}: {value:g} is out of range ({low:g} to {high:g} {unit})")
         return out
+
+    def malformed(self) -> list[str]:
+        """What makes this object no result at all (an oracle plugin's bug): a status other than
+        ok/failed/rejected, ``values`` that is not a mapping of names, fields that are not text."""
+        out: list[str] = []
+        if self.status not in ("ok", "failed", "rejected"):
+            out.append(f"status: {self.status!r} is not 'ok', 'failed' or 'rejected'")
+        if not isinstance(self.values, Mapping):
+            out.append(
+                f"values: expected a mapping of outcome names to numbers, got {type(self.values).__name__}"
+            )
+        elif any(not isinstance(k, str) for k in self.values):
+            out.append("values: outcome names must be text")
+        for name in ("candidate_id", "job_id", "oracle", "fidelity", "message"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                out.append(f"{name}: expected text, got {type(value).__name__}")
+        return out
+
+    def as_rejected(self) -> Result:
+        """A copy that can be recorded as a rejected answer whatever this one holds (the ledger
+        keeps a rejected answer's values as their ``repr``): values as a mapping with text keys,
+        text fields as text, status ``rejected``."""
+        values = (
+            {str(k): v for k, v in self.values.items()}
+            if isinstance(self.values, Mapping)
+            else {"values": self.values}
+        )
+        return Result(
+            candidate_id=str(self.candidate_id),
+            job_id=str(self.job_id),
+            status="rejected",
+            values=values,
+            oracle=str(self.oracle),
+            fidelity=str(self.fidelity),
+            started_at=str(self.started_at),
+            finished_at=str(self.finished_at),
+            message=self.message if isinstance(self.message, str) else "",
+        )
+
+
+#: Plausible ranges of outcomes an oracle returns, (low, high, unit): a value outside is a broken
+#: calculation or a unit slip (mV for V) and is rejected before it reaches the ledger or training.
+PLAUSIBLE: dict[str, tuple[float, float, str]] = {
+    "average_voltage": (-20.0, 20.0, "V"),
+    "capacity_grav": (0.0, 10000.0, "mAh/g"),
+    "energy_grav": (-2.0e5, 2.0e5, "Wh/kg"),
+}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ not read (the campaign no longer asks for it).
 
 Job ids are ``"lab:" + candidate id``, so resubmitting a request returns the same job id, and a
 request already in its round's file is not written twice. File names are built from the round
-number only, never from user text.
+number only, never from user text. Text cells of request files that a spreadsheet would run as a
+formula (starting with ``= + - @``, a tab or a carriage return) are written with a leading ``'``
+(:mod:`discovery._csvsafe`); candidate ids are read back with or without it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from discovery._csvsafe import escape_cell, unescape_cell
 from discovery.chemistry.ions import DEFAULT_IONS, IonTable
 from discovery.errors import DiscoveryError
 from discovery.oracles.base import (
@@ -234,11 +237,11 @@ class LabInboxOracle:
         _write_atomic(path, text + out.getvalue())
 
     def _request_row(self, r: Request) -> dict[str, str]:
-        row = {
-            _ID: r.candidate_id,
-            "working_ion": r.working_ion,
-            "formula_charge": r.formula_charge,
-            "formula_discharge": r.formula_discharge,
+        row = {  # text a spreadsheet would run as a formula gets a leading ' (read back without)
+            _ID: escape_cell(r.candidate_id),
+            "working_ion": escape_cell(r.working_ion),
+            "formula_charge": escape_cell(r.formula_charge),
+            "formula_discharge": escape_cell(r.formula_discharge),
             "theoretical_capacity_grav_mAh_g": _number(self._capacity(r)),
         }
         for q in QUANTITIES:
@@ -445,7 +448,7 @@ class LabInboxOracle:
                     (
                         cid,
                         f"{r.where} {_ID}: {cid!r} was never requested (not in "
-                        f"{REQUESTS_DIR}/round-*.csv); check the id",
+                        f"{REQUESTS_DIR}/round-*.csv); check the id{_lookalike_hint(cid)}",
                     )
                     for r in group
                 ]
@@ -457,6 +460,18 @@ class LabInboxOracle:
 
 
 # ====================================================================== helpers
+def _lookalike_hint(text: str) -> str:
+    """Names the first character of an id that is not ASCII (ids are ASCII; a Cyrillic 'с'
+    prints exactly like a Latin 'c')."""
+    import unicodedata
+
+    for char in text:
+        if not char.isascii():
+            name = unicodedata.name(char, "unnamed character")
+            return f" (it holds {char!r}, U+{ord(char):04X} {name}; ids are plain ASCII)"
+    return ""
+
+
 def _candidate(job: str) -> str:
     return job[len(_PREFIX) :]
 
@@ -485,7 +500,7 @@ def _request_header_and_ids(text: str) -> tuple[list[str], set[str]]:
     if _ID not in header:
         return header, set()
     i = header.index(_ID)
-    return header, {r[i].strip() for r in rows[1:] if len(r) > i and r[i].strip()}
+    return header, {unescape_cell(r[i].strip()) for r in rows[1:] if len(r) > i and r[i].strip()}
 
 
 def _number(value: Any) -> str:
@@ -622,7 +637,7 @@ def _read_results(
 
             if not any(cell(i) for i in result_cells):
                 continue  # not measured yet
-            cid = cell(id_index)
+            cid = unescape_cell(cell(id_index))  # as requested, with or without the quote
             if not cid:
                 orphans.append(("", f"{where} {_ID}: empty in a filled row"))
                 continue

@@ -15,7 +15,8 @@ formula unit (Materials Project's definition, a fraction); ``capacity_grav`` (mA
 
 Protocol: :meth:`CHGNetOracle.submit` returns at once with job ids derived from the idempotency keys
 (``chgnet:<candidate id>:<hash>``), so a repeated submission returns the same job. Each request is
-persisted as ``<workdir>/oracle/chgnet/jobs/<job>.json`` (with its result once there is one), so
+persisted as ``<workdir>/oracle/chgnet/jobs/<job>.json`` (with its result once there is one; JSON,
+never a pickle; a candidate id that could not be part of one file name there is refused), so
 a new process polling a job it does not know, a resumed campaign, reloads the request and
 restarts what is missing. Finished relaxations are cached under ``<workdir>/oracle/chgnet/cache/``
 (see :mod:`discovery_chgnet.relax`), so a shared ion metal or charged framework is relaxed once.
@@ -33,6 +34,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -62,6 +64,8 @@ from discovery_chgnet.relax import (
 )
 
 _PREFIX = "chgnet:"
+#: A job file's name (before ``.json``): no path separator, no NUL, not starting with a dot.
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 _ROLES = ("charge", "discharge", "metal")
 #: A relaxation whose worker process dies is started again this many times before it fails.
 _RETRIES = 1
@@ -171,7 +175,14 @@ class CHGNetOracle:
 
     # ------------------------------------------------------------------ protocol
     def submit(self, requests: Sequence[Request]) -> list[str]:
-        """Persist and start one job per request; a known idempotency key returns its job."""
+        """Persist and start one job per request; a known idempotency key returns its job.
+
+        Raises:
+            DiscoveryError: a candidate id that cannot be part of a file name (checked for the
+                whole batch before any job is saved or started).
+        """
+        for request in requests:
+            self._job_path(_job_id(request.candidate_id, request.idempotency_key))
         out = []
         for request in requests:
             job_id = _job_id(request.candidate_id, request.idempotency_key)
@@ -273,7 +284,15 @@ class CHGNetOracle:
         return job
 
     def _job_path(self, job_id: str) -> Path:
-        return self.jobs_dir / (job_id.replace(":", "_") + ".json")
+        """``jobs/<job id with ':' as '_'>.json``; a job id that could not be one file name in the
+        jobs folder (a path separator, ``..``, a NUL byte, ...) is a :class:`DiscoveryError`."""
+        name = job_id.replace(":", "_")
+        if not _FILE_NAME.fullmatch(name):
+            raise DiscoveryError(
+                f"chgnet oracle: job {job_id!r} cannot name a file in {self.jobs_dir}: a candidate "
+                "id may hold only letters, digits, '.', '_', '-' and ':'"
+            )
+        return self.jobs_dir / (name + ".json")
 
     def _save(self, job: _Job) -> None:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -289,9 +308,10 @@ class CHGNetOracle:
         os.replace(tmp, path)
 
     def _load(self, job_id: str) -> _Job | None:
+        """The job saved in its JSON file, or None (unknown id, no file, or not a job's JSON)."""
         try:
             data = json.loads(self._job_path(job_id).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, DiscoveryError):
             return None
         result = data.get("result")
         return _Job(
