@@ -893,7 +893,7 @@ class Campaign:
             xs = [list(map(float, x)) for x in np.asarray(proposal.X)]
         if not isinstance(ref, list) and self.ledger.get_meta("reference_point") is None:
             self.ledger.set_meta("reference_point", [float(v) for v in proposal.ref_point])
-        seen = set(proposed) | set(self.known_ids)
+        seen = set(proposed) | self._known_at_target()
         predicted = proposal.predicted.reset_index(drop=True)
         rows = self._new_rows(
             chosen,
@@ -917,10 +917,22 @@ class Campaign:
                 rows.append({**fill, "strategy": "random-fill"})
         return rows
 
+    def _known_at_target(self) -> set[str]:
+        """Initial-data candidates whose value at the target fidelity is known: never proposed.
+
+        Initial data at another fidelity (DFT rows in a campaign answered by a proxy such as CHGNet)
+        do not count: the target-fidelity value of those candidates is still unknown, and answers
+        for candidates measured at both fidelities are what pins down the offset between them.
+        """
+        init = self.spec.initial_data
+        if init is not None and init.fidelity != self.target_fidelity:
+            return set()
+        return set(self.known_ids)
+
     def _available(self, proposed: set[str]) -> np.ndarray:
-        """Pool rows never proposed and not in the initial data."""
+        """Pool rows never proposed and not known at the target fidelity."""
         assert self.pool is not None
-        taken = self.pool["candidate_id"].isin(proposed | set(self.known_ids)).to_numpy()
+        taken = self.pool["candidate_id"].isin(proposed | self._known_at_target()).to_numpy()
         return np.flatnonzero(~taken).astype(np.int64)
 
     def _random_design(
@@ -942,7 +954,7 @@ class Campaign:
             points = self.space.sample(size + len(proposed), seed)  # spares for collisions
             chosen = self.space.to_frame(points)
             xs = [list(map(float, x)) for x in points]
-        return self._new_rows(chosen, xs, set(proposed) | set(self.known_ids), "random", size)
+        return self._new_rows(chosen, xs, set(proposed) | self._known_at_target(), "random", size)
 
     @staticmethod
     def _new_rows(
