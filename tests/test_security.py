@@ -329,6 +329,13 @@ def test_chgnet_job_and_cache_files_are_json_never_unpickled(tmp_path: Path, sit
     assert oracle.poll([job]) == {job: "failed"}
     (answer,) = oracle.collect([job])
     assert answer.status == "failed" and "unknown job id" in answer.message
+    for foreign in (
+        [1, 2],
+        {"request": 1},
+        {"request": {}, "submitted_at": "x", "result": {"x": 1}},
+    ):
+        oracle._job_path(job).write_text(json.dumps(foreign))  # JSON of another shape: no crash
+        assert oracle.poll([job]) == {job: "failed"}
 
     key = "0123456789abcdef01234567"
     oracle.cache_dir.mkdir(parents=True)

@@ -311,15 +311,16 @@ class CHGNetOracle:
         """The job saved in its JSON file, or None (unknown id, no file, or not a job's JSON)."""
         try:
             data = json.loads(self._job_path(job_id).read_text())
-        except (OSError, ValueError, DiscoveryError):
+            result = data.get("result")
+            return _Job(
+                job_id,
+                dict(data["request"]),
+                str(data["submitted_at"]),
+                result=None if result is None else Result(**result),
+            )
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, DiscoveryError):
+            # unreadable, not JSON, or JSON of another shape (a damaged or foreign file)
             return None
-        result = data.get("result")
-        return _Job(
-            job_id,
-            data["request"],
-            data["submitted_at"],
-            result=None if result is None else Result(**result),
-        )
 
     def _start(self, job: _Job) -> None:
         """Plan the job's structures and hand the relaxations not yet known to the workers."""
