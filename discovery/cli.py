@@ -124,7 +124,7 @@ def train(
     targets: Annotated[
         str, typer.Option(help="Learned targets, comma-separated column names.")
     ] = "average_voltage",
-    max_epochs: Annotated[int, typer.Option(min=1, help="Upper bound on epochs.")] = 120,
+    max_epochs: Annotated[int, typer.Option(min=1, help="Upper bound on epochs.")] = 80,
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="Drop invalid rows instead of failing.")
     ] = False,

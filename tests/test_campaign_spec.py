@@ -109,7 +109,7 @@ def test_every_default(tmp_path: Path) -> None:
         targets=["average_voltage"],
         members=32,
         hidden=[96, 96, 96],
-        max_epochs=120,
+        max_epochs=80,
         patience=20,
         batch_size=512,
         learning_rate=8e-3,

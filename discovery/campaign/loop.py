@@ -753,7 +753,7 @@ class Campaign:
 
     def _model(self, round_: int) -> DeepEnsemble:
         """The round's ensemble: loaded when already trained (a resumed round), else trained."""
-        from discovery.surrogate import DeepEnsemble, train_electrode_model
+        from discovery.surrogate import DeepEnsemble, retrain_electrode_model
 
         saved, _ = self.ledger.round_model(round_)
         if saved is not None and (self.workdir / saved / "manifest.json").is_file():
@@ -766,9 +766,13 @@ class Campaign:
             )
         config = self.spec.surrogate.to_config()
         config = type(config)(**{**config.__dict__, "seed": self.spec.seed * 1000 + round_})
-        label = f"training {config.members} members on {len(frame):,} rows"
-        model = train_electrode_model(
+        previous = self._previous_model(round_) if self.spec.surrogate.warm_start else None
+        how = "fine-tuning" if previous is not None else "training"
+        label = f"{how} {config.members} members on {len(frame):,} rows"
+        model = retrain_electrode_model(
             frame,
+            previous,
+            warm_start=self.spec.surrogate.warm_start,
             targets=self.targets,
             config=config,
             ions=self.ions,
@@ -782,6 +786,16 @@ class Campaign:
         self.ledger.set_round_model(round_, rel, len(frame))
         self.hooks.after_training(round_, model, frame, self.workdir / rel)
         return model
+
+    def _previous_model(self, round_: int) -> DeepEnsemble | None:
+        """The model of the latest earlier round that trained one (None: this is the first)."""
+        from discovery.surrogate import DeepEnsemble
+
+        for earlier in range(round_ - 1, -1, -1):
+            saved, _ = self.ledger.round_model(earlier)
+            if saved is not None and (self.workdir / saved / "manifest.json").is_file():
+                return DeepEnsemble.load(self.workdir / saved)
+        return None
 
     def _training_progress(self, label: str, epoch: int, epochs: int) -> None:
         self.report.progress("train", label, epoch, epochs)

@@ -709,7 +709,7 @@ class SurrogateSpec(BaseModel):
         ),
     )
     max_epochs: int = Field(
-        default=120, ge=1, description="Upper bound on training epochs. Default: 120."
+        default=80, ge=1, description="Upper bound on training epochs. Default: 80."
     )
     patience: int = Field(
         default=20,
@@ -740,6 +740,16 @@ class SurrogateSpec(BaseModel):
         default=None,
         description=(
             "The fidelity proposals are scored at (one of the fidelities). Default: the oracle's."
+        ),
+    )
+    warm_start: bool = Field(
+        default=True,
+        description=(
+            "Retrain each round by fine-tuning the previous round's ensemble on every labeled row "
+            "(a quarter of the learning rate, at most 20 epochs, the previous validation groups) "
+            "instead of training from scratch; as accurate on the shared data at a quarter of "
+            "the epochs (docs/surrogate.md). A model of other features or shape is retrained "
+            "from scratch. Default: true."
         ),
     )
 

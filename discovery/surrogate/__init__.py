@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from discovery.surrogate.electrode import (
     VOLTAGE,
+    WARM_START,
     model_fidelities,
     predict_electrodes,
     prediction_columns,
+    retrain_electrode_model,
     train_electrode_model,
+    warm_start_config,
 )
 from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig, Prediction
 
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VOLTAGE",
+    "WARM_START",
     "DeepEnsemble",
     "EnsembleConfig",
     "EnsembleModel",
@@ -29,7 +33,9 @@ __all__ = [
     "model_fidelities",
     "predict_electrodes",
     "prediction_columns",
+    "retrain_electrode_model",
     "train_electrode_model",
+    "warm_start_config",
 ]
 
 

@@ -9,28 +9,37 @@ from __future__ import annotations
 
 __all__ = [
     "VOLTAGE",
+    "WARM_START",
     "model_fidelities",
     "predict_electrodes",
     "prediction_columns",
+    "retrain_electrode_model",
     "table_sha256",
     "train_electrode_model",
+    "warm_start_config",
 ]
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from discovery.chemistry.ions import DEFAULT_IONS, IonTable
 from discovery.errors import DiscoveryError, MissingColumnsError
-from discovery.features import electrode_features
-from discovery.features.fidelity import with_fidelity
+from discovery.features import electrode_feature_names, electrode_features
+from discovery.features.fidelity import fidelity_feature_names, with_fidelity
 from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig
 
 #: The default learned target: average voltage vs the working-ion metal, in V.
 VOLTAGE = "average_voltage"
 _KEY_COLUMNS = ("battery_id", "working_ion", "formula_charge", "formula_discharge")
+
+#: Default of ``warm_start`` in :func:`retrain_electrode_model`. Fine-tuning the previous round's
+#: ensemble for :func:`warm_start_config`'s short schedule was as accurate as training from
+#: scratch, in a quarter of the time (measurements in docs/surrogate.md, "Retraining").
+WARM_START = True
 
 
 def table_sha256(frame: pd.DataFrame, columns: Sequence[str]) -> str:
@@ -74,10 +83,7 @@ def train_electrode_model(
             f"the model to fine-tune takes the fidelities {model_fidelities(init) or 'none'}, "
             f"not {levels or 'none'}"
         )
-    features = electrode_features(frame, ions)
-    x, names = features.values, features.names
-    if levels:
-        x, names = with_fidelity(x, names, frame["fidelity"].astype(str).tolist(), levels)
+    x, names = _feature_matrix(frame, ions, levels)
     y = frame[list(targets)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
     metadata = {
         "ions_seen": sorted(set(frame["working_ion"])),
@@ -103,6 +109,17 @@ def train_electrode_model(
         progress=progress,
         init=init,
     )
+
+
+def _feature_matrix(
+    frame: pd.DataFrame, ions: IonTable, levels: list[str]
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Electrode features of ``frame``, with the fidelity indicators when there are levels."""
+    features = electrode_features(frame, ions)
+    x, names = features.values, features.names
+    if levels:
+        x, names = with_fidelity(x, names, frame["fidelity"].astype(str).tolist(), levels)
+    return x, tuple(names)
 
 
 def prediction_columns(target: str) -> tuple[str, str]:
@@ -160,3 +177,92 @@ def predict_electrodes(
     for name, values in added.items():
         out[name] = values
     return out
+
+
+def warm_start_config(config: EnsembleConfig) -> EnsembleConfig:
+    """The fine-tuning schedule of a warm-started retraining, from the full-training ``config``.
+
+    The same network, bootstrap and seed, a quarter of the learning rate (cosine-annealed) and
+    at most 20 epochs with a patience of 10.
+    """
+    return replace(
+        config,
+        learning_rate=config.learning_rate / 4,
+        max_epochs=min(config.max_epochs, 20),
+        patience=min(config.patience, 10),
+    )
+
+
+def _warm_start_refusal(
+    previous: DeepEnsemble,
+    config: EnsembleConfig,
+    targets: Sequence[str],
+    ions: IonTable,
+    levels: list[str],
+) -> str | None:
+    """Why ``previous`` cannot be fine-tuned into the model asked for, or None when it can."""
+    names = (*electrode_feature_names(ions), *fidelity_feature_names(levels))
+    if previous.feature_names != names:
+        return "its features differ (another ion table or fidelity levels)"
+    if list(previous.target_names) != list(targets):
+        return f"it learned {list(previous.target_names)}, not {list(targets)}"
+    if model_fidelities(previous) != levels:
+        return f"it takes the fidelities {model_fidelities(previous) or 'none'}"
+    for key in ("members", "hidden", "activation", "exclude_prefixes"):
+        if getattr(previous.config, key) != getattr(config, key):
+            return f"its {key} {getattr(previous.config, key)!r} != {getattr(config, key)!r}"
+    return None
+
+
+def retrain_electrode_model(
+    frame: pd.DataFrame,
+    previous: DeepEnsemble | None,
+    *,
+    warm_start: bool = WARM_START,
+    targets: Sequence[str] = (VOLTAGE,),
+    config: EnsembleConfig | None = None,
+    ions: IonTable = DEFAULT_IONS,
+    progress: Callable[[int, int], None] | None = None,
+    fidelities: Sequence[str] = (),
+) -> DeepEnsemble:
+    """Retrain a campaign's ensemble on every labeled row after a round, warm or from scratch.
+
+    With ``warm_start`` and a ``previous`` model of the same features, targets, fidelity levels
+    and network shape, the previous round's weights and scalers are fine-tuned on ``frame`` with
+    :func:`warm_start_config` (``config``'s network, seed and bootstrap; a quarter of the learning
+    rate; at most 20 epochs). The validation groups stay the previous model's
+    (:attr:`DeepEnsemble.validation_groups`) and every new row trains, so early stopping and
+    recalibration see rows neither model trained on. Otherwise the model is trained from scratch
+    with ``config``. The manifest says which under ``metadata["retraining"]``: ``"warm-start"``
+    or ``"scratch"``, with the reason a warm start was not possible in
+    ``metadata["warm_start_refused"]``.
+
+    The other arguments are those of :func:`train_electrode_model`.
+    """
+    config = config or EnsembleConfig()
+    levels = list(fidelities) if len(fidelities) > 1 else []
+    refusal = None
+    if warm_start and previous is not None:
+        refusal = _warm_start_refusal(previous, config, targets, ions, levels)
+    if warm_start and previous is not None and refusal is None:
+        unused = previous.unused_features(_feature_matrix(frame, ions, levels)[0])
+        if unused:  # e.g. the first answers at a second fidelity: no weights to learn them with
+            more = f" and {len(unused) - 3} more" if len(unused) > 3 else ""
+            refusal = (
+                f"{len(unused)} feature(s) constant in its training data vary now "
+                f"({', '.join(unused[:3])}{more})"
+            )
+    warm = warm_start and previous is not None and refusal is None
+    model = train_electrode_model(
+        frame,
+        targets=targets,
+        config=warm_start_config(config) if warm else config,
+        ions=ions,
+        progress=progress,
+        fidelities=fidelities,
+        init=previous if warm else None,
+    )
+    model.metadata["retraining"] = "warm-start" if warm else "scratch"
+    if refusal is not None:
+        model.metadata["warm_start_refused"] = refusal
+    return model

@@ -3,14 +3,18 @@
 All ``M`` members live in one module: layer weights are stacked along a leading member axis, the
 first layer is a single GEMM ``(n, d) @ (d, M·h)`` shared by all members (they see the same
 inputs), the later layers are batched matmuls. Each member has its own initialization and its
-own bootstrap (Poisson(1) row weights, the weighted form of resampling with replacement), and
-predicts a Gaussian (mean, variance) per target. The ensemble prediction is the mixture: mean of
-the member means, total variance = mean member variance + variance of the member means.
+own bootstrap (random row weights in the loss; Exponential(1) by default, the Bayesian
+bootstrap), and predicts a Gaussian (mean, variance) per target. The ensemble prediction is the
+mixture: mean of the member means, total variance = mean member variance + variance of the member
+means.
 
 Training minimizes the beta-NLL of Seitzer et al. (ICLR 2022, beta = 0.5), which keeps the mean
-fit from being starved by the variance head; each member stops early on its own validation loss
-(validation rows are held-out ``battery_id`` groups). A single scale per target then recalibrates
-the predicted standard deviation so that 95 % of validation residuals fall inside ±1.96 σ.
+fit from being starved by the variance head, under a cosine learning-rate schedule. Early
+stopping watches held-out ``battery_id`` groups (fine-tuning keeps the validation groups of the
+model it starts from): by default the validation MAE of the ensemble mean, and the weights of its
+best epoch are kept. A single scale per target then recalibrates the predicted standard
+deviation so that 95 % of validation residuals fall inside ±1.96 σ (the split-conformal
+quantile).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import math
 import pickle
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +45,9 @@ _Z95 = 1.959963984540054
 _MIN_VAR = 1e-6
 
 
+_STOP_CRITERIA = ("ensemble_mae", "mse", "nll")
+
+
 @dataclass(frozen=True)
 class EnsembleConfig:
     """Hyper-parameters of a :class:`DeepEnsemble`.
@@ -47,8 +55,8 @@ class EnsembleConfig:
     Attributes:
         members: number of ensemble members M.
         hidden: widths of the hidden layers (SiLU activations).
-        max_epochs: upper bound on training epochs; early stopping usually ends sooner.
-        patience: epochs without validation improvement before a member stops.
+        max_epochs: length of the cosine learning-rate schedule and upper bound on epochs.
+        patience: epochs without validation improvement before training stops.
         batch_size: rows per optimizer step (shared by all members).
         learning_rate: initial AdamW learning rate, annealed to 0 over ``max_epochs`` (cosine).
         weight_decay: AdamW decoupled weight decay.
@@ -57,19 +65,27 @@ class EnsembleConfig:
             and recalibration.
         dropout: dropout probability on hidden activations during training.
         activation: hidden-layer nonlinearity, ``"silu"`` or ``"relu"``.
-        stop_on: validation criterion of early stopping: ``"mse"`` of each member's mean (the
-            default: the Gaussian NLL bottoms out long before the mean has converged) or ``"nll"``.
+        stop_on: validation criterion of early stopping. ``"ensemble_mae"`` (the default): the
+            mean absolute error of the mixture mean, so every member keeps the weights of the
+            epoch at which the ensemble did best. ``"mse"`` (each member's own mean squared
+            error, every member stopping on its own) or ``"nll"`` (each member's Gaussian NLL):
+            both stop members far too early on this data (a few outliers dominate a member's
+            validation MSE; the NLL bottoms out before the mean has converged).
         exclude_prefixes: features whose names start with one of these are not used. The default
             drops the ``charge:`` block, an exact linear combination of ``discharge:`` and
             ``delta:`` that a linear first layer gains nothing from.
-        bootstrap: give each member its own Poisson(1) bootstrap weights.
+        bootstrap: give each member its own bootstrap: random row weights in the loss.
+        bootstrap_weights: ``"exponential"`` (the default): Exponential(1) weights, Rubin's
+            Bayesian bootstrap, which keeps every row in every member at a random weight;
+            ``"poisson"``: Poisson(1) weights, the weighted form of resampling with replacement,
+            which leaves about 37 % of the rows out of each member.
         calibrate: rescale the predicted std on the validation rows (95 % interval coverage).
         seed: seed of initialization, bootstrap, split and batch order.
     """
 
     members: int = 32
     hidden: tuple[int, ...] = (96, 96, 96)
-    max_epochs: int = 120
+    max_epochs: int = 80
     patience: int = 20
     batch_size: int = 512
     learning_rate: float = 8e-3
@@ -77,10 +93,11 @@ class EnsembleConfig:
     beta_nll: float = 0.5
     dropout: float = 0.0
     activation: str = "silu"
-    stop_on: str = "mse"
+    stop_on: str = "ensemble_mae"
     exclude_prefixes: tuple[str, ...] = ("charge:",)
     val_fraction: float = 0.1
     bootstrap: bool = True
+    bootstrap_weights: str = "exponential"
     calibrate: bool = True
     seed: int = 0
 
@@ -89,10 +106,16 @@ class EnsembleConfig:
             raise ValueError(f"members must be >= 1, got {self.members}")
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must list positive widths, got {self.hidden}")
-        if self.stop_on not in ("nll", "mse"):
-            raise ValueError(f"stop_on must be 'nll' or 'mse', got {self.stop_on!r}")
+        if self.stop_on not in _STOP_CRITERIA:
+            raise ValueError(f"stop_on must be one of {_STOP_CRITERIA}, got {self.stop_on!r}")
         if self.activation not in ("silu", "relu"):
             raise ValueError(f"activation must be 'silu' or 'relu', got {self.activation!r}")
+        if self.bootstrap_weights not in ("poisson", "exponential"):
+            raise ValueError(
+                "bootstrap_weights must be 'poisson' or 'exponential', "
+                f"got {self.bootstrap_weights!r}"
+            )
+
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.val_fraction < 0.5:
@@ -200,6 +223,8 @@ class DeepEnsemble:
         self.target_names: tuple[str, ...] = ()
         self.metadata: dict[str, Any] = {}
         self.history = _History()
+        #: ``battery_id`` labels of the validation rows of the last :meth:`fit` (saved).
+        self.validation_groups: tuple[str, ...] = ()
         self._used: np.ndarray = np.zeros(0, dtype=np.int64)
         self._net: _StackedMLP | None = None
         self._scalers: _Scalers | None = None
@@ -230,9 +255,13 @@ class DeepEnsemble:
             init: a trained ensemble to fine-tune. Its weights, used features, input and target
                 scalers and std calibration are copied, and training continues from them with this
                 ensemble's config (give it a smaller ``learning_rate`` than the pre-training's).
-                Early stopping starts from the copied weights' validation loss, so a member that
-                never improves on them keeps them; recalibration needs 10 validation rows, else
-                the copied calibration stays. With ``max_epochs=0`` the weights are not changed.
+                The validation rows are those of ``init``'s validation groups
+                (:attr:`validation_groups`) and every other row trains, so rows ``init`` trained
+                on never validate (when none or all of the rows are in those groups, a fresh
+                grouped split is drawn). Early stopping starts from the copied weights'
+                validation loss, so a member that never improves on them keeps them;
+                recalibration needs 10 validation rows, else the copied calibration stays. With
+                ``max_epochs=0`` the weights are not changed.
                 It must have the same feature and target names, members, hidden widths and
                 activation.
         """
@@ -250,15 +279,22 @@ class DeepEnsemble:
         self.metadata = dict(metadata or {})
 
         start = time.perf_counter()
-        train_rows, val_rows = group_split(groups, cfg.val_fraction, cfg.seed)
+        labels = np.asarray(groups, dtype=object).astype(str)
+        held = np.isin(labels, init.validation_groups) if init is not None else np.zeros(0, bool)
+        if held.any() and not held.all():
+            # Fine-tuning keeps the start's validation groups, and every other row trains: rows
+            # the start trained on never validate, so early stopping and recalibration still
+            # judge unseen rows.
+            train_rows, val_rows = np.flatnonzero(~held), np.flatnonzero(held)
+        else:
+            train_rows, val_rows = group_split(labels, cfg.val_fraction, cfg.seed)
+        self.validation_groups = tuple(np.unique(labels[val_rows]).tolist())
         if init is not None:
             self._start_from(init)
         else:
             x_train = x[train_rows]
             std = x_train.std(axis=0)
-            wanted = np.array([not n.startswith(cfg.exclude_prefixes) for n in self.feature_names])
-            varies = std > 1e-8 * (1.0 + np.abs(x_train.mean(axis=0)))
-            self._used = np.flatnonzero(wanted & varies)
+            self._used = self._usable(x_train)
             y_train = y[train_rows]
             self._scalers = _Scalers(
                 x_mean=torch.from_numpy(x_train[:, self._used].mean(axis=0)),
@@ -290,6 +326,21 @@ class DeepEnsemble:
             self._calibrate(x[val_rows], y[val_rows])
         self.history.seconds = time.perf_counter() - start
         return self
+
+    def _usable(self, x: np.ndarray) -> np.ndarray:
+        """Indices of the features a model trained on rows ``x`` uses: those not excluded by
+        ``config.exclude_prefixes`` that vary (a constant column carries nothing)."""
+        wanted = np.array(
+            [not n.startswith(self.config.exclude_prefixes) for n in self.feature_names]
+        )
+        varies = x.std(axis=0) > 1e-8 * (1.0 + np.abs(x.mean(axis=0)))
+        return np.flatnonzero(wanted & varies)
+
+    def unused_features(self, x: np.ndarray) -> list[str]:
+        """Features this model does not use (they were constant in its training rows) that a
+        model trained on rows ``x`` (same feature names) would use: a fine-tuned copy could not
+        learn from them (the first rows at a second fidelity, a new element)."""
+        return [self.feature_names[i] for i in np.setdiff1d(self._usable(x), self._used)]
 
     def _start_from(self, init: DeepEnsemble) -> None:
         """Copy the used features and scalers of a trained ensemble (fine-tuning; see :meth:`fit`)."""
@@ -327,7 +378,9 @@ class DeepEnsemble:
         m = cfg.members
         mask = torch.isfinite(ys)
         ys = torch.nan_to_num(ys)
-        if cfg.bootstrap:
+        if cfg.bootstrap and cfg.bootstrap_weights == "exponential":
+            weights = torch.empty(m, len(train)).exponential_(generator=generator)
+        elif cfg.bootstrap:
             weights = torch.poisson(torch.ones(m, len(train)), generator=generator)
         else:
             weights = torch.ones(m, len(train))
@@ -348,6 +401,8 @@ class DeepEnsemble:
                 mu, var = self._split(net(x_val))
                 if cfg.stop_on == "nll":
                     loss = 0.5 * (torch.log(var) + (y_val - mu) ** 2 / var) * mask_val
+                elif cfg.stop_on == "ensemble_mae":
+                    loss = ((y_val - mu.mean(0)).abs() * mask_val).expand_as(mu)
                 else:
                     loss = (y_val - mu) ** 2 * mask_val
                 return loss.sum(dim=(1, 2)) / mask_val.sum().clamp_min(1)
@@ -391,8 +446,14 @@ class DeepEnsemble:
         self.history.best_epoch = best_epoch.tolist()
 
     def _calibrate(self, x_val: np.ndarray, y_val: np.ndarray) -> None:
-        """Set the per-target std factor so 95 % of validation residuals lie within ±1.96 σ
-        (a target with fewer than 10 validation residuals keeps its current factor)."""
+        """Set the per-target std factor so 95 % of validation residuals lie within ±1.96 σ.
+
+        The factor is the split-conformal quantile of ``|residual| / σ``: its
+        ``ceil(0.95 (n + 1))``-th smallest value over the n validation rows, divided by 1.96. For
+        rows exchangeable with the validation rows the ±1.96 σ interval then covers at least
+        95 % (Vovk et al.; Angelopoulos and Bates, 2021); below 19 rows it is the largest. A
+        target with fewer than 10 validation residuals keeps its current factor.
+        """
         scalers = self._require_scalers()
         scale = scalers.calibration.clone()
         scalers.calibration = torch.ones(len(self.target_names))
@@ -401,7 +462,8 @@ class DeepEnsemble:
         for t in range(len(self.target_names)):
             zt = z[:, t][np.isfinite(z[:, t])]
             if len(zt) >= 10:
-                scale[t] = float(np.quantile(zt, 0.95)) / _Z95
+                rank = min(len(zt), math.ceil(0.95 * (len(zt) + 1)))
+                scale[t] = float(np.sort(zt)[rank - 1]) / _Z95
         scalers.calibration = scale
 
     # ---------------------------------------------------------------- prediction
@@ -538,6 +600,7 @@ class DeepEnsemble:
                 "seconds": round(self.history.seconds, 3),
             },
             "metadata": self.metadata,
+            "validation_groups": list(self.validation_groups),
         }
         (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return directory
@@ -560,11 +623,25 @@ class DeepEnsemble:
                 f"(format={manifest.get('format')!r}, version={manifest.get('format_version')!r})"
             )
         try:
-            tensors = torch.load(weights_path, weights_only=True, map_location="cpu")
+            with warnings.catch_warnings():
+                # torch warns about the protocol of a raw pickle before refusing it
+                warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+                tensors = torch.load(weights_path, weights_only=True, map_location="cpu")
         except pickle.UnpicklingError as exc:
+            # torch's text goes on to suggest weights_only=False; keep the line naming the object
+            lines = [ln.strip() for ln in str(exc).splitlines()]
+            named = [ln for ln in lines if ln.startswith(("Unsupported", "Trying to load"))]
+            detail = f" ({named[0]})" if named else ""
             raise ModelFileError(
-                f"{weights_path}: refused to load, it holds objects other than tensors ({exc})"
-            ) from exc
+                f"{weights_path}: refused to load, it holds objects other than tensors{detail}"
+            ) from None
+        except (EOFError, OSError, RuntimeError, KeyError, ValueError) as exc:
+            raise ModelFileError(
+                f"{weights_path}: not a weights file written by discover train "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'empty'})"
+            ) from None
+        if not isinstance(tensors, dict) or not all(isinstance(k, str) for k in tensors):
+            raise ModelFileError(f"{weights_path}: not a weights file written by discover train")
         try:
             config_fields: dict[str, Any] = {  # JSON has lists where the config has tuples
                 k: tuple(v) if isinstance(v, list) else v for k, v in manifest["config"].items()
@@ -573,6 +650,7 @@ class DeepEnsemble:
             model.feature_names = tuple(manifest["feature_names"])
             model.target_names = tuple(manifest["target_names"])
             model.metadata = dict(manifest.get("metadata", {}))
+            model.validation_groups = tuple(str(g) for g in manifest.get("validation_groups", []))
             model._used = tensors["used_features"].numpy()
             model._scalers = _Scalers(
                 x_mean=tensors["x_mean"],
