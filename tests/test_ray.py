@@ -205,6 +205,19 @@ def test_local_backend_never_imports_ray() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_local_scoring_reports_its_progress(model: DeepEnsemble, pool: np.ndarray) -> None:
+    """The progress bar of local scoring moves after every block and ends at the row count."""
+    from discovery.compute.scoring import SCORE_BLOCK
+
+    seen: list[tuple[int, int]] = []
+    rows = np.arange(2 * SCORE_BLOCK + 5)
+    mean, _ = LocalScorer(lambda done, total: seen.append((done, total))).predict(
+        model, pool, rows, CHUNK_ROWS
+    )
+    assert seen == [(SCORE_BLOCK, len(rows)), (2 * SCORE_BLOCK, len(rows)), (len(rows), len(rows))]
+    assert np.array_equal(mean, LocalScorer().predict(model, pool, rows, CHUNK_ROWS)[0])
+
+
 @on_cluster
 class TestScoring:
     def test_equals_local_scoring_on_100k_candidates(

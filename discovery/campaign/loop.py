@@ -289,8 +289,9 @@ class Campaign:
             self.scorer = make_scorer(compute, self._scoring_progress)
         return self.scorer
 
-    def _scoring_progress(self, done: int, chunks: int) -> None:
-        self.report.progress("score", "scoring the pool", done, chunks)
+    def _scoring_progress(self, done: int, total: int) -> None:
+        """Rows scored (local) or chunks returned (Ray) of ``total``."""
+        self.report.progress("score", "scoring the pool", done, total)
 
     def _fidelities(self) -> None:
         """The fidelity levels the surrogate takes as input and the one proposals are scored at.
