@@ -577,7 +577,7 @@ def test_mp_api_key_never_reaches_logs_ledgers_or_exports(
 
 # ================================================================ 4. file names stay inside
 @pytest.mark.parametrize(
-    "name", ["../../escape", "/tmp/escape", "a/b", "a\\b", "..", ".", "a\x00b", "~root", "", "c:x"]
+    "name", ["../../escape", "/var/escape", "a/b", "a\\b", "..", ".", "a\x00b", "~root", "", "c:x"]
 )
 def test_campaign_names_cannot_leave_the_runs_folder(folder: Path, name: str) -> None:
     """The campaign name names the default work directory (runs/<name>): a path, a NUL byte or
@@ -596,7 +596,7 @@ def test_a_valid_name_makes_a_work_directory_under_runs(folder: Path) -> None:
     assert load_campaign(path).workdir == folder / "runs" / "a..b-c_d.e"
 
 
-HOSTILE_IDS = ["../../escape", "/tmp/abs-escape", "sub/dir", "..", "a\x00b", "=1+2", "-3", "@x"]
+HOSTILE_IDS = ["../../escape", "/var/abs-escape", "sub/dir", "..", "a\x00b", "=1+2", "-3", "@x"]
 
 
 def _files(root: Path) -> list[str]:
@@ -627,7 +627,7 @@ def test_chgnet_job_files_cannot_leave_the_jobs_folder(tmp_path: Path) -> None:
     from discovery_chgnet.oracle import CHGNetOracle
 
     oracle = CHGNetOracle(tmp_path / "work")
-    for cid in ["../../escape", "/tmp/abs", "sub/dir", "a\x00b", "a\\b", "x\ny"]:
+    for cid in ["../../escape", "/var/abs", "sub/dir", "a\x00b", "a\\b", "x\ny"]:
         batch = [
             Request("c-0123456789abcdef", "Na", "MnO2", "NaMnO2", 0, "k/ok"),
             Request(cid, "Na", "MnO2", "NaMnO2", 0, f"k/{cid}"),
