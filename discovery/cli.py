@@ -183,13 +183,7 @@ def predict(
             f"warning: ions not in the training data, predictions extrapolate: {', '.join(unseen)}"
         )
     result = predict_electrodes(ensemble, frame, fidelity=fidelity)
-    if out.suffix.lower() in (".parquet", ".pq"):
-        write_table(result, out)
-    else:  # a spreadsheet must not run a text cell as a formula
-        from discovery._csvsafe import write_csv
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_csv(result, out)
+    write_table(result, out, spreadsheet_safe=True)
     typer.echo(f"wrote {len(result)} predictions to {out}")
 
 

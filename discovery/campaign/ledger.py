@@ -189,6 +189,17 @@ class Ledger:
             raise self._emptied()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from exc
+        try:
+            self._open(existed)
+        except BaseException:  # a ledger refused or not created: no connection stays open
+            self._db.close()
+            raise
+
+    def _open(self, existed: bool) -> None:
+        """Check an existing ledger (before anything can write to it) or create the schema."""
+        try:
             tables: set[str] = set()
             if existed:  # checked before any pragma can write to the file
                 check = self._db.execute("PRAGMA quick_check").fetchone()[0]
@@ -201,50 +212,46 @@ class Ledger:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
-            if hasattr(self, "_db"):
-                self._db.close()
-            raise LedgerError(
-                f"{self.path}: not a usable campaign ledger ({exc}); the file was left untouched, "
-                "restore it from a backup or use a new work directory"
-            ) from exc
+            raise self._unusable(exc) from exc
         if existed and tables and "meta" not in tables:
-            self._db.close()
             raise LedgerError(
                 f"{self.path}: an SQLite file but not a discovery ledger (no meta table); the "
                 "file was left untouched"
             )
         if existed and not tables and self._campaign_files():
-            self._db.close()
             raise self._emptied()
         if existed and "meta" in tables:
             version = self.get_meta("schema_version")
             if version != SCHEMA_VERSION:
-                self._db.close()
                 raise LedgerError(
                     f"{self.path}: ledger schema version {version!r}, this discovery reads "
                     f"{SCHEMA_VERSION}"
                 )
             missing = [t for t in _TABLES if t not in tables]
             if missing:
-                self._db.close()
                 raise LedgerError(
                     f"{self.path}: damaged campaign ledger, table(s) {', '.join(missing)} missing; "
                     "the file was left untouched, restore it from a backup or use a new work "
                     "directory"
                 )
-        else:  # the schema and its version in one transaction: a half-made ledger cannot exist
-            try:
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;\n{_SCHEMA}\nINSERT OR REPLACE INTO meta VALUES "
-                    f"('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
-                )
-            except sqlite3.OperationalError as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                self._db.close()
-                if not _storage_error(exc):
-                    raise
-                raise self._write_error(exc) from exc
+            return
+        try:  # the schema and its version in one transaction: a half-made ledger cannot exist
+            self._db.executescript(
+                f"BEGIN IMMEDIATE;\n{_SCHEMA}\nINSERT OR REPLACE INTO meta VALUES "
+                f"('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
+            )
+        except sqlite3.OperationalError as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if not _storage_error(exc):
+                raise
+            raise self._write_error(exc) from exc
+
+    def _unusable(self, exc: sqlite3.Error) -> LedgerError:
+        return LedgerError(
+            f"{self.path}: not a usable campaign ledger ({exc}); the file was left untouched, "
+            "restore it from a backup or use a new work directory"
+        )
 
     def _emptied(self) -> LedgerError:
         return LedgerError(

@@ -754,19 +754,18 @@ class Campaign:
 
     def _model(self, round_: int) -> DeepEnsemble:
         """The round's ensemble: loaded when already trained (a resumed round), else trained."""
-        from discovery.surrogate import DeepEnsemble, retrain_electrode_model
+        from discovery.surrogate import retrain_electrode_model
 
-        saved, _ = self.ledger.round_model(round_)
-        if saved is not None and (self.workdir / saved / "manifest.json").is_file():
-            return DeepEnsemble.load(self.workdir / saved)
+        saved = self._saved_model(round_)
+        if saved is not None:
+            return saved
         frame = self.hooks.before_training(round_, self._training_frame())
         if len(frame) < 10:
             raise DiscoveryError(
                 f"round {round_}: only {len(frame)} labeled row(s) to train on; give initial_data "
                 "or budget.initial_random (at least 10 rows)"
             )
-        config = self.spec.surrogate.to_config()
-        config = type(config)(**{**config.__dict__, "seed": self.spec.seed * 1000 + round_})
+        config = self.spec.surrogate.to_config(seed=self.spec.seed * 1000 + round_)
         previous = self._previous_model(round_) if self.spec.surrogate.warm_start else None
         how = "fine-tuning" if previous is not None else "training"
         label = f"{how} {config.members} members on {len(frame):,} rows"
@@ -788,14 +787,20 @@ class Campaign:
         self.hooks.after_training(round_, model, frame, self.workdir / rel)
         return model
 
-    def _previous_model(self, round_: int) -> DeepEnsemble | None:
-        """The model of the latest earlier round that trained one (None: this is the first)."""
+    def _saved_model(self, round_: int) -> DeepEnsemble | None:
+        """The model the ledger records for ``round_``, or None when that round trained none."""
         from discovery.surrogate import DeepEnsemble
 
+        saved, _ = self.ledger.round_model(round_)
+        if saved is not None and (self.workdir / saved / "manifest.json").is_file():
+            return DeepEnsemble.load(self.workdir / saved)
+        return None
+
+    def _previous_model(self, round_: int) -> DeepEnsemble | None:
+        """The model of the latest earlier round that trained one (None: this is the first)."""
         for earlier in range(round_ - 1, -1, -1):
-            saved, _ = self.ledger.round_model(earlier)
-            if saved is not None and (self.workdir / saved / "manifest.json").is_file():
-                return DeepEnsemble.load(self.workdir / saved)
+            if (model := self._saved_model(earlier)) is not None:
+                return model
         return None
 
     def _training_progress(self, label: str, epoch: int, epochs: int) -> None:

@@ -125,12 +125,21 @@ def _refuse_repeated_columns(path: Path, columns: list[str]) -> None:
         )
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a DataFrame as CSV or parquet, chosen by the file suffix; returns the path."""
+def write_table(frame: pd.DataFrame, path: str | Path, *, spreadsheet_safe: bool = False) -> Path:
+    """Write a DataFrame as CSV or parquet, chosen by the file suffix; returns the path.
+
+    ``spreadsheet_safe``: a CSV file for people to open, written by
+    :func:`discovery._csvsafe.write_csv` (text cells that a spreadsheet would run as formulas get a
+    leading ``'``, CRLF row ends); tables meant to be read back keep their text as it is.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() in (".parquet", ".pq"):
         frame.to_parquet(path, index=False)
+    elif spreadsheet_safe:
+        from discovery._csvsafe import write_csv
+
+        write_csv(frame, path)
     else:
         frame.to_csv(path, index=False)
     return path
