@@ -40,11 +40,23 @@ def test_warm_start_fine_tunes_and_keeps_the_validation_groups(
     # Saving and loading keeps them, so a resumed campaign warm-starts the same way.
     loaded = DeepEnsemble.load(previous.save(tmp_path / "previous"))
     assert loaded.validation_groups == previous.validation_groups
+    assert loaded.training_groups == previous.training_groups
+    assert set(previous.training_groups) == set(first["battery_id"]) - set(
+        previous.validation_groups
+    )
 
     model = retrain_electrode_model(grown, loaded, config=replace(TINY, seed=1))
     assert model.metadata["retraining"] == "warm-start"
     assert model.metadata["pretrained"]["n_rows"] == len(first)
-    assert model.validation_groups == previous.validation_groups  # new groups all train
+    # The previous validation groups still validate; of the groups neither model has seen, a
+    # share validates too (so early stopping sees what the new rows teach) and the rest train.
+    # No group the previous model trained on ever validates.
+    fresh = set(grown["battery_id"]) - set(first["battery_id"])
+    added = set(model.validation_groups) - set(previous.validation_groups)
+    assert set(previous.validation_groups) <= set(model.validation_groups)
+    assert added and added < fresh
+    assert not set(model.validation_groups) & set(previous.training_groups)
+    assert set(model.training_groups) == set(grown["battery_id"]) - set(model.validation_groups)
     assert model.history.epochs <= warm_start_config(TINY).max_epochs
     assert model.config.learning_rate == TINY.learning_rate / 4
     # It starts from the previous weights: they differ from a fresh start with the same seed.

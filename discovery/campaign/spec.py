@@ -746,7 +746,8 @@ class SurrogateSpec(BaseModel):
         default=True,
         description=(
             "Retrain each round by fine-tuning the previous round's ensemble on every labeled row "
-            "(a quarter of the learning rate, at most 20 epochs, the previous validation groups) "
+            "(a quarter of the learning rate, at most 20 epochs, validating on the previous "
+            "validation groups and 10 % of the new ones) "
             "instead of training from scratch; as accurate on the shared data at a quarter of "
             "the epochs (docs/surrogate.md). A model of other features or shape is retrained "
             "from scratch. Default: true."

@@ -30,7 +30,7 @@ from discovery.chemistry.ions import DEFAULT_IONS, IonTable
 from discovery.errors import DiscoveryError, MissingColumnsError
 from discovery.features import electrode_feature_names, electrode_features
 from discovery.features.fidelity import fidelity_feature_names, with_fidelity
-from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig
+from discovery.surrogate.ensemble import NETWORK_SHAPE, DeepEnsemble, EnsembleConfig
 
 #: The default learned target: average voltage vs the working-ion metal, in V.
 VOLTAGE = "average_voltage"
@@ -208,7 +208,7 @@ def _warm_start_refusal(
         return f"it learned {list(previous.target_names)}, not {list(targets)}"
     if model_fidelities(previous) != levels:
         return f"it takes the fidelities {model_fidelities(previous) or 'none'}"
-    for key in ("members", "hidden", "activation", "exclude_prefixes"):
+    for key in (*NETWORK_SHAPE, "exclude_prefixes"):
         if getattr(previous.config, key) != getattr(config, key):
             return f"its {key} {getattr(previous.config, key)!r} != {getattr(config, key)!r}"
     return None
@@ -230,9 +230,10 @@ def retrain_electrode_model(
     With ``warm_start`` and a ``previous`` model of the same features, targets, fidelity levels
     and network shape, the previous round's weights and scalers are fine-tuned on ``frame`` with
     :func:`warm_start_config` (``config``'s network, seed and bootstrap; a quarter of the learning
-    rate; at most 20 epochs). The validation groups stay the previous model's
-    (:attr:`DeepEnsemble.validation_groups`) and every new row trains, so early stopping and
-    recalibration see rows neither model trained on. Otherwise the model is trained from scratch
+    rate; at most 20 epochs). The previous model's validation groups
+    (:attr:`DeepEnsemble.validation_groups`) validate, with 10 % of the groups it never saw, and
+    every other row trains, so early stopping and recalibration see rows neither model trained
+    on, new ones among them. Otherwise the model is trained from scratch
     with ``config``. The manifest says which under ``metadata["retraining"]``: ``"warm-start"``
     or ``"scratch"``, with the reason a warm start was not possible in
     ``metadata["warm_start_refused"]``.

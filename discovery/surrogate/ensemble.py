@@ -8,6 +8,15 @@ bootstrap), and predicts a Gaussian (mean, variance) per target. The ensemble pr
 mixture: mean of the member means, total variance = mean member variance + variance of the member
 means.
 
+Inputs are standardized. Optionally (``input_encoding="piecewise_linear"``) each feature then
+gets a piecewise-linear encoding over 8 quantile bins of its training values (Gorishniy,
+Rubachev and Babenko, NeurIPS 2022): a feature becomes 8 numbers, each the fraction of one bin
+the value has passed. The first layer sees where in its distribution a value lies, as a tree's
+split does, and the MLP stays differentiable in its inputs. With ``shared_first_layer`` that
+wide first layer is one weight matrix shared by all members, so it is computed once per row;
+each member scales its outputs by its own random signs and adds its own bias (the first-layer
+adapter of BatchEnsemble, Wen et al., ICLR 2020), and every later layer is the member's own.
+
 Training minimizes the beta-NLL of Seitzer et al. (ICLR 2022, beta = 0.5), which keeps the mean
 fit from being starved by the variance head, under a cosine learning-rate schedule. Early
 stopping watches held-out ``battery_id`` groups (fine-tuning keeps the validation groups of the
@@ -19,7 +28,7 @@ quantile).
 
 from __future__ import annotations
 
-__all__ = ["DeepEnsemble", "EnsembleConfig", "Prediction"]
+__all__ = ["NETWORK_SHAPE", "DeepEnsemble", "EnsembleConfig", "Prediction"]
 
 import itertools
 import json
@@ -46,6 +55,16 @@ _MIN_VAR = 1e-6
 
 
 _STOP_CRITERIA = ("ensemble_mae", "mse", "nll")
+_ENCODINGS = ("piecewise_linear", "standard")
+#: Config fields that shape the network's weights (a fine-tuned model must share them).
+NETWORK_SHAPE = (
+    "members",
+    "hidden",
+    "activation",
+    "input_encoding",
+    "encoding_bins",
+    "shared_first_layer",
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,17 @@ class EnsembleConfig:
             and recalibration.
         dropout: dropout probability on hidden activations during training.
         activation: hidden-layer nonlinearity, ``"silu"`` or ``"relu"``.
+        input_encoding: ``"standard"`` (the default): the standardized features;
+            ``"piecewise_linear"``: each standardized feature becomes ``encoding_bins`` numbers,
+            its piecewise-linear encoding over the quantile bins of its training values (equal
+            edges merged). More accurate on the shared data, but it learns a fidelity offset from
+            few rows badly (docs/surrogate.md), so it is not the default.
+        encoding_bins: quantile bins per feature of the piecewise-linear encoding.
+        shared_first_layer: one first-layer weight matrix for all members (computed once per
+            row), with a member-wise ±1 scale of its outputs and member-wise biases; needs
+            ``stop_on="ensemble_mae"`` (shared weights keep the epoch all members keep). Meant
+            for the wide piecewise-linear input, with a wide first layer such as
+            ``hidden=(256, 96, 96)``.
         stop_on: validation criterion of early stopping. ``"ensemble_mae"`` (the default): the
             mean absolute error of the mixture mean, so every member keeps the weights of the
             epoch at which the ensemble did best. ``"mse"`` (each member's own mean squared
@@ -99,6 +129,9 @@ class EnsembleConfig:
     bootstrap: bool = True
     bootstrap_weights: str = "exponential"
     calibrate: bool = True
+    input_encoding: str = "standard"
+    encoding_bins: int = 8
+    shared_first_layer: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +149,17 @@ class EnsembleConfig:
                 f"got {self.bootstrap_weights!r}"
             )
 
+        if self.input_encoding not in _ENCODINGS:
+            raise ValueError(
+                f"input_encoding must be one of {_ENCODINGS}, got {self.input_encoding!r}"
+            )
+        if not 2 <= self.encoding_bins <= 64:
+            raise ValueError(f"encoding_bins must be in [2, 64], got {self.encoding_bins}")
+        if self.shared_first_layer and self.stop_on != "ensemble_mae":
+            raise ValueError(
+                "shared_first_layer needs stop_on='ensemble_mae' (members that stop at their own "
+                f"epochs cannot share weights), got stop_on={self.stop_on!r}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.val_fraction < 0.5:
@@ -150,8 +194,72 @@ Z_CLIP = 10.0
 _ACTIVATIONS = {"silu": nn.functional.silu, "relu": nn.functional.relu}
 
 
+class _PiecewiseLinear(nn.Module):
+    """Piecewise-linear encoding of d features over at most B bins each: (N, d) -> (N, d·B).
+
+    Bin ``t`` of a feature with edges ``e_0 < ... < e_k`` (k <= B; ``fit`` merges equal quantiles)
+    encodes ``(x - e_t) / (e_{t+1} - e_t)`` clipped to [0, 1]; the first bin is not clipped below
+    and the last not above, so values outside the training range extrapolate linearly. Bins past
+    ``k`` are 0. Each of the d·B columns is then standardized over the training rows (a column
+    that is constant there gives 0) and clipped to ±:data:`Z_CLIP`.
+    """
+
+    def __init__(self, d: int, bins: int) -> None:
+        super().__init__()
+        self.register_buffer("lower", torch.zeros(d, bins))
+        self.register_buffer("inv_width", torch.zeros(d, bins))
+        self.register_buffer("floor", torch.zeros(d, bins))  # -inf on the first bin
+        self.register_buffer("ceiling", torch.ones(d, bins))  # +inf on each feature's last bin
+        self.register_buffer("center", torch.zeros(d * bins))
+        self.register_buffer("inv_scale", torch.ones(d * bins))
+
+    def fit(self, x: Tensor) -> None:
+        """Set the bin edges to the quantiles of the training rows ``x`` (n, d)."""
+        d, bins = self.lower.shape
+        levels = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+        quantiles = torch.quantile(x.double(), levels, dim=0).T.numpy()  # (d, bins + 1)
+        lower = np.zeros((d, bins))
+        inv_width = np.zeros((d, bins))
+        floor = np.zeros((d, bins))
+        ceiling = np.ones((d, bins))
+        floor[:, 0] = -np.inf
+        for j in range(d):
+            edges = np.unique(quantiles[j])
+            k = len(edges) - 1
+            if k == 0:  # constant in training: one bin of unit width
+                edges, k = np.array([edges[0], edges[0] + 1.0]), 1
+            lower[j, :k] = edges[:-1]
+            inv_width[j, :k] = 1.0 / np.diff(edges)
+            ceiling[j, k - 1] = np.inf
+        for name, value in (
+            ("lower", lower),
+            ("inv_width", inv_width),
+            ("floor", floor),
+            ("ceiling", ceiling),
+        ):
+            getattr(self, name).copy_(torch.from_numpy(value))
+        self.center.zero_()
+        self.inv_scale.fill_(1.0)
+        encoded = self._bins(x)
+        std, mean = torch.std_mean(encoded, dim=0, correction=0)
+        self.center.copy_(mean)
+        self.inv_scale.copy_(torch.where(std > 1e-6, 1.0 / std.clamp_min(1e-6), 0.0))
+
+    def _bins(self, x: Tensor) -> Tensor:
+        z = (x.unsqueeze(-1) - self.lower) * self.inv_width
+        return torch.minimum(torch.maximum(z, self.floor), self.ceiling).flatten(-2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ((self._bins(x) - self.center) * self.inv_scale).clamp(-Z_CLIP, Z_CLIP)
+
+
 class _StackedMLP(nn.Module):
-    """M independent MLPs ``d -> hidden... -> 2T`` whose weights are stacked on axis 0."""
+    """M MLPs ``d -> hidden... -> 2T`` whose weights are stacked on axis 0.
+
+    With ``encoding_bins`` the inputs pass through a :class:`_PiecewiseLinear` encoding first.
+    With ``shared_first`` the first layer's weight is one (1, d_in, h) matrix for all members,
+    whose outputs each member multiplies by its own ±1 scale (``first_scale``, (M, h)).
+    """
 
     def __init__(
         self,
@@ -161,31 +269,49 @@ class _StackedMLP(nn.Module):
         n_out: int,
         dropout: float = 0.0,
         activation: str = "silu",
+        encoding_bins: int = 0,
+        shared_first: bool = False,
     ) -> None:
         super().__init__()
         self.dropout = dropout
         self.activation = _ACTIVATIONS[activation]
-        widths = [d_in, *hidden, 2 * n_out]
+        self.encoder = _PiecewiseLinear(d_in, encoding_bins) if encoding_bins else None
+        widths = [d_in * max(encoding_bins, 1), *hidden, 2 * n_out]
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(members, a, b)) for a, b in itertools.pairwise(widths)
+            nn.Parameter(torch.empty(1 if shared_first and i == 0 else members, a, b))
+            for i, (a, b) in enumerate(itertools.pairwise(widths))
         )
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(members, b)) for b in widths[1:])
+        self.first_scale = nn.Parameter(torch.empty(members, hidden[0])) if shared_first else None
 
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """Member-wise initialization as ``nn.Linear`` does (uniform ±1/sqrt(fan_in))."""
+        """Member-wise initialization as ``nn.Linear`` does (uniform ±1/sqrt(fan_in)); the
+        shared first layer's member scales are random signs."""
         with torch.no_grad():
             for w, b in zip(self.weights, self.biases):
                 bound = 1.0 / math.sqrt(w.shape[1])
                 w.uniform_(-bound, bound, generator=generator)
                 b.uniform_(-bound, bound, generator=generator)
+            if self.first_scale is not None:
+                signs = torch.randint(0, 2, self.first_scale.shape, generator=generator)
+                self.first_scale.copy_(signs * 2.0 - 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: (N, d) standardized inputs shared by all members -> (M, N, 2T) raw outputs."""
+        if self.encoder is not None:
+            x = self.encoder(x)
         w0, b0 = self.weights[0], self.biases[0]
-        m, d, h = w0.shape
-        # One GEMM for all members' first layers, bias fused: (N, d) @ (d, M·h) -> (M, N, h).
-        z = torch.addmm(b0.reshape(1, m * h), x, w0.permute(1, 0, 2).reshape(d, m * h))
-        z = z.view(-1, m, h).transpose(0, 1)
+        m, h = b0.shape
+        if self.first_scale is not None:
+            # One (N, d_in) @ (d_in, h) GEMM for all members, then each member's scale and bias.
+            z = torch.addcmul(
+                b0.unsqueeze(1), (x @ w0[0]).unsqueeze(0), self.first_scale.unsqueeze(1)
+            )
+        else:
+            # One GEMM for all members' first layers, bias fused: (N, d) @ (d, M·h) -> (M, N, h).
+            d = w0.shape[1]
+            z = torch.addmm(b0.reshape(1, m * h), x, w0.permute(1, 0, 2).reshape(d, m * h))
+            z = z.view(-1, m, h).transpose(0, 1)
         for w, b in zip(self.weights[1:], self.biases[1:]):
             a = self.activation(z)
             if self.dropout > 0:
@@ -225,6 +351,8 @@ class DeepEnsemble:
         self.history = _History()
         #: ``battery_id`` labels of the validation rows of the last :meth:`fit` (saved).
         self.validation_groups: tuple[str, ...] = ()
+        #: ``battery_id`` labels of the training rows of the last :meth:`fit` (saved).
+        self.training_groups: tuple[str, ...] = ()
         self._used: np.ndarray = np.zeros(0, dtype=np.int64)
         self._net: _StackedMLP | None = None
         self._scalers: _Scalers | None = None
@@ -256,14 +384,15 @@ class DeepEnsemble:
                 scalers and std calibration are copied, and training continues from them with this
                 ensemble's config (give it a smaller ``learning_rate`` than the pre-training's).
                 The validation rows are those of ``init``'s validation groups
-                (:attr:`validation_groups`) and every other row trains, so rows ``init`` trained
-                on never validate (when none or all of the rows are in those groups, a fresh
-                grouped split is drawn). Early stopping starts from the copied weights'
+                (:attr:`validation_groups`) and a ``val_fraction`` share of the groups in neither
+                of its :attr:`training_groups` nor its validation groups; every other row trains,
+                so rows ``init`` trained on never validate (when none or all of the rows are in
+                its validation groups, a fresh grouped split is drawn). Early stopping starts from the copied weights'
                 validation loss, so a member that never improves on them keeps them;
                 recalibration needs 10 validation rows, else the copied calibration stays. With
                 ``max_epochs=0`` the weights are not changed.
-                It must have the same feature and target names, members, hidden widths and
-                activation.
+                It must have the same feature and target names and network shape
+                (:data:`NETWORK_SHAPE`).
         """
         cfg = self.config
         x = np.asarray(x, dtype=np.float32)
@@ -281,14 +410,20 @@ class DeepEnsemble:
         start = time.perf_counter()
         labels = np.asarray(groups, dtype=object).astype(str)
         held = np.isin(labels, init.validation_groups) if init is not None else np.zeros(0, bool)
-        if held.any() and not held.all():
+        if init is not None and held.any() and not held.all():
             # Fine-tuning keeps the start's validation groups, and every other row trains: rows
             # the start trained on never validate, so early stopping and recalibration still
-            # judge unseen rows.
+            # judge unseen rows. Groups neither model has seen give a share of theirs too, so
+            # the new rows' lessons (a new fidelity's offset) count in early stopping.
+            fresh = ~held & ~np.isin(labels, init.training_groups)
+            if init.training_groups and len(np.unique(labels[fresh])) >= 2:
+                _, fresh_val = group_split(labels[fresh], cfg.val_fraction, cfg.seed)
+                held[np.flatnonzero(fresh)[fresh_val]] = True
             train_rows, val_rows = np.flatnonzero(~held), np.flatnonzero(held)
         else:
             train_rows, val_rows = group_split(labels, cfg.val_fraction, cfg.seed)
         self.validation_groups = tuple(np.unique(labels[val_rows]).tolist())
+        self.training_groups = tuple(np.unique(labels[train_rows]).tolist())
         if init is not None:
             self._start_from(init)
         else:
@@ -311,6 +446,8 @@ class DeepEnsemble:
         self._net = self._build_net()
         if init is None:
             self._net.reset_parameters(generator)
+            if self._net.encoder is not None:
+                self._net.encoder.fit(xs[train_rows])
         else:
             self._net.load_state_dict(init._require_net().state_dict())
         self._train(
@@ -352,8 +489,7 @@ class DeepEnsemble:
                 f"init was trained on the targets {list(init.target_names)}, "
                 f"not {list(self.target_names)}"
             )
-        shape = ("members", "hidden", "activation")
-        differ = [k for k in shape if getattr(init.config, k) != getattr(self.config, k)]
+        differ = [k for k in NETWORK_SHAPE if getattr(init.config, k) != getattr(self.config, k)]
         if differ:
             detail = ", ".join(
                 f"{k} {getattr(init.config, k)!r} != {getattr(self.config, k)!r}" for k in differ
@@ -435,7 +571,10 @@ class DeepEnsemble:
                 best_epoch = torch.where(improved, epoch, best_epoch)
                 stale = torch.where(improved, 0, stale + 1)
                 for keep, p in zip(best, net.parameters()):
-                    keep[improved] = p[improved]
+                    if len(p) == m:
+                        keep[improved] = p[improved]
+                    elif bool(improved.any()):  # shared: stop_on="ensemble_mae", all or none
+                        keep.copy_(p)
             if bool((stale >= cfg.patience).all()):
                 break
         with torch.no_grad():
@@ -601,6 +740,7 @@ class DeepEnsemble:
             },
             "metadata": self.metadata,
             "validation_groups": list(self.validation_groups),
+            "training_groups": list(self.training_groups),
         }
         (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return directory
@@ -651,6 +791,7 @@ class DeepEnsemble:
             model.target_names = tuple(manifest["target_names"])
             model.metadata = dict(manifest.get("metadata", {}))
             model.validation_groups = tuple(str(g) for g in manifest.get("validation_groups", []))
+            model.training_groups = tuple(str(g) for g in manifest.get("training_groups", []))
             model._used = tensors["used_features"].numpy()
             model._scalers = _Scalers(
                 x_mean=tensors["x_mean"],
@@ -684,6 +825,8 @@ class DeepEnsemble:
             len(self.target_names),
             cfg.dropout,
             cfg.activation,
+            cfg.encoding_bins if cfg.input_encoding == "piecewise_linear" else 0,
+            cfg.shared_first_layer,
         )
 
     def _require_net(self) -> _StackedMLP:

@@ -1,0 +1,130 @@
+"""The opt-in piecewise-linear input encoding and the shared first layer of the deep ensemble."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from discovery.surrogate import DeepEnsemble, EnsembleConfig, EnsembleModel
+from discovery.surrogate.electrode import retrain_electrode_model, train_electrode_model
+from discovery.surrogate.ensemble import Z_CLIP, _PiecewiseLinear
+from tests.conftest import synthetic_electrodes
+
+NAMES = [f"f{i}" for i in range(3)]
+ENCODED = EnsembleConfig(
+    members=4,
+    hidden=(64, 32),
+    max_epochs=60,
+    batch_size=32,
+    learning_rate=3e-3,
+    input_encoding="piecewise_linear",
+    encoding_bins=4,
+    shared_first_layer=True,
+)
+
+
+def _raw_bins(encoder: _PiecewiseLinear, x: torch.Tensor) -> np.ndarray:
+    """The encoding before its per-column standardization, (n, d, bins)."""
+    return encoder._bins(x).reshape(len(x), *encoder.lower.shape).numpy()
+
+
+def test_bins_hold_the_fraction_of_each_quantile_bin_passed() -> None:
+    encoder = _PiecewiseLinear(2, 4)
+    # column 0: quantile edges 0, 1, 2, 3, 4; column 1: a one-hot with 90 % zeros (edges 0 and 1)
+    values = np.linspace(0, 4, 41)
+    train = torch.tensor([[float(v), float(i >= 37)] for i, v in enumerate(values)])
+    encoder.fit(train)
+    bins = _raw_bins(encoder, torch.tensor([[2.5, 0.0], [-1.0, 1.0], [7.0, 0.0]]))
+    np.testing.assert_allclose(bins[0, 0], [1, 1, 0.5, 0], atol=1e-5)
+    # below the first edge the first bin extrapolates; above the last, the last bin does
+    np.testing.assert_allclose(bins[1, 0], [-1, 0, 0, 0], atol=1e-5)
+    np.testing.assert_allclose(bins[2, 0], [1, 1, 1, 4], atol=1e-5)
+    # merged edges: a one-hot keeps one bin, equal to itself, and zeros elsewhere
+    np.testing.assert_allclose(bins[:, 1], [[0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+    # the encoded columns are standardized on the training rows, constant ones give 0
+    encoded = encoder(train).numpy()
+    varying = encoded.std(axis=0) > 0
+    np.testing.assert_allclose(encoded.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(encoded.std(axis=0)[varying], 1, atol=1e-4)
+    assert varying.sum() == 5
+    assert np.abs(encoder(torch.tensor([[1e6, 0.0]])).numpy()).max() == Z_CLIP
+
+
+def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A step and a kink, which piecewise-linear bins suit: y = [x0 > 0] + |x1| + noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=(n, 3)).astype(np.float32)
+    y = (x[:, 0] > 0) + np.abs(x[:, 1]) + rng.normal(0, 0.05, n)
+    return x, y.astype(np.float32), np.arange(n) // 2
+
+
+@pytest.fixture(scope="module")
+def encoded() -> DeepEnsemble:
+    x, y, groups = _data(800, 0)
+    return DeepEnsemble(ENCODED).fit(x, y, feature_names=NAMES, target_names=["v"], groups=groups)
+
+
+def test_an_encoded_ensemble_learns_saves_and_loads(encoded: DeepEnsemble, tmp_path: Path) -> None:
+    x, y, _ = _data(1000, 1)
+    pred = encoded.predict(x)
+    assert float(np.abs(pred.mean[:, 0] - y).mean()) < 0.15 * float(y.std())
+    means, _ = encoded.member_moments(torch.from_numpy(x[:20]))
+    assert float(means.std(0).mean()) > 1e-4  # members differ despite the shared first layer
+    inside = np.abs(pred.mean[:, 0] - y) <= 1.96 * pred.std[:, 0]
+    assert 0.88 <= inside.mean() <= 0.995
+
+    loaded = DeepEnsemble.load(encoded.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict(x).mean, pred.mean)
+    config = json.loads((tmp_path / "m" / "manifest.json").read_text())["config"]
+    assert config["input_encoding"] == "piecewise_linear" and config["shared_first_layer"]
+
+
+def test_the_shared_first_layer_is_one_matrix(encoded: DeepEnsemble) -> None:
+    net = encoded._require_net()
+    used = len(encoded._used)
+    assert tuple(net.weights[0].shape) == (1, used * ENCODED.encoding_bins, 64)
+    assert tuple(net.weights[1].shape) == (4, 64, 32)  # later layers are the members' own
+    assert net.first_scale is not None and tuple(net.first_scale.shape) == (4, 64)
+
+
+def test_the_botorch_posterior_is_differentiable_through_the_encoding(
+    encoded: DeepEnsemble,
+) -> None:
+    x = torch.from_numpy(_data(5, 2)[0]).double().unsqueeze(1).requires_grad_(True)  # (5, 1, 3)
+    posterior = EnsembleModel(encoded).posterior(x)
+    posterior.mean.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_training_is_deterministic_under_a_seed() -> None:
+    x, y, groups = _data(200, 3)
+    config = replace(ENCODED, max_epochs=5)
+    fit = lambda: DeepEnsemble(config).fit(  # noqa: E731
+        x, y, feature_names=NAMES, target_names=["v"], groups=groups
+    )
+    np.testing.assert_array_equal(fit().predict(x).mean, fit().predict(x).mean)
+
+
+def test_config_checks() -> None:
+    with pytest.raises(ValueError, match="input_encoding"):
+        EnsembleConfig(input_encoding="quantile")
+    with pytest.raises(ValueError, match="encoding_bins"):
+        EnsembleConfig(input_encoding="piecewise_linear", encoding_bins=1)
+    with pytest.raises(ValueError, match="shared_first_layer needs stop_on='ensemble_mae'"):
+        EnsembleConfig(shared_first_layer=True, stop_on="mse")
+
+
+def test_a_model_of_another_encoding_is_retrained_from_scratch() -> None:
+    table = synthetic_electrodes(seed=0, n_frameworks=30)
+    plain = replace(ENCODED, input_encoding="standard", shared_first_layer=False, hidden=(16,))
+    previous = train_electrode_model(table, config=replace(plain, max_epochs=3))
+    model = retrain_electrode_model(table, previous, config=replace(ENCODED, hidden=(16,)))
+    assert model.metadata["retraining"] == "scratch"
+    assert "input_encoding" in model.metadata["warm_start_refused"]
+    warm = retrain_electrode_model(table, model, config=replace(ENCODED, hidden=(16,)))
+    assert warm.metadata["retraining"] == "warm-start"
