@@ -100,7 +100,8 @@ def retraining(
 
     The first model trains on a random 90 % of the split's training rows (seed ``seed``); both
     retrainings see all of them with the next seed, as a campaign's next round would. From
-    scratch draws its own validation groups; the warm start keeps the first model's.
+    scratch draws its own validation groups; the warm start keeps the first model's and adds 10 %
+    of the groups the first model never saw.
     """
     y = frame[TARGET].to_numpy(dtype=np.float32)
     groups = frame["battery_id"].to_numpy(dtype=str)

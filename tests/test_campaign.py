@@ -3,6 +3,7 @@ recording, resume, locking, a SIGKILL mid-run, rejected oracle answers, status a
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -203,6 +204,40 @@ def test_bad_oracle_answers_are_rejected_and_kept_out_of_training(
     model_rows = Ledger(workdir / "ledger.sqlite").round_model(2)[1]
     n_li = int((table["working_ion"] == "Li").sum())
     assert model_rows == n_li + 6 - 2 + 4  # Li rows + answered (not rejected) results
+
+
+class _Stuttering(ReplayOracle):
+    """Answers every job twice in one collect, the second time with another voltage."""
+
+    def collect(self, job_ids: Sequence[str]) -> list[Result]:
+        out = []
+        for result in super().collect(job_ids):
+            values = {**result.values, "average_voltage": 9.5}
+            out += [result, Result(**{**result.__dict__, "values": values})]
+        return out
+
+
+def test_a_second_answer_in_one_collect_is_logged_not_recorded(
+    campaign_file: Path, tmp_path: Path
+) -> None:
+    table = synthetic_electrodes(n_frameworks=90)
+    spec = load_campaign(campaign_file)
+    workdir = tmp_path / "run"
+    campaign = Campaign(
+        spec, base_dir=campaign_file.parent, workdir=workdir, oracle=_Stuttering(table)
+    )
+    assert campaign.run().state == "finished"
+    ledger = Ledger(workdir / "ledger.sqlite")
+    results, events = ledger.results(), ledger.events()
+    ledger.close()
+    assert len(results) == TOTAL_CALLS and (results["status"] == "ok").all()
+    assert (results["average_voltage"] != 9.5).all()  # the first answers stand
+    duplicates = events[events["kind"] == "duplicate_result"]
+    assert len(duplicates) == TOTAL_CALLS
+    assert duplicates["detail"].str.contains("9.5").all()
+    assert set(results["candidate_id"]) == {
+        json.loads(d)["candidate_id"] for d in duplicates["detail"]
+    }
 
 
 def test_corrupted_ledger_is_detected_not_reset(campaign_file: Path, tmp_path: Path) -> None:

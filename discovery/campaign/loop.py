@@ -556,9 +556,30 @@ class Campaign:
             return
         # A finished job the oracle does not answer yet (partial results) stays open and is
         # polled again.
+        answered: set[str] = set()
         for result in answers:
             job = by_job.get(result.job_id)
             problem: str | None = None
+            if job is not None and result.job_id in answered and not corrections:
+                # A second answer to one job in one collect: the first stands, and this one is
+                # kept in the event log (with its values) and reported, not dropped unseen. (An
+                # oracle that accepts corrections judges its own repeated rows: the lab inbox
+                # rejects a candidate's rows that disagree, each naming its line.)
+                self.ledger.log(
+                    "duplicate_result",
+                    job_id=result.job_id,
+                    candidate_id=result.candidate_id,
+                    status=result.status,
+                    values={k: repr(v) for k, v in result.values.items()},
+                    message=result.message,
+                )
+                self.report.line(
+                    f"ignored a second answer for {result.candidate_id!r} (job "
+                    f"{result.job_id!r}) in one collect; the first is kept"
+                )
+                continue
+            if job is not None:
+                answered.add(result.job_id)
             if job is not None and job.candidate_id != result.candidate_id and not corrections:
                 # An open job answered under another candidate's id is an oracle's bug: the job
                 # is closed as rejected (a waiting campaign would otherwise poll it for ever).
