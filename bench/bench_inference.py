@@ -4,7 +4,8 @@ The feature rows are the shared table's rows repeated to one million; the model 
 architecture (weights after two epochs: throughput does not depend on the weight values). Peak
 memory is the peak resident set of this process, which runs nothing else.
 
-Run: ``python -m bench.bench_inference [--rows N]``.
+Run: ``python -m bench.bench_inference [--rows N] [--piecewise-linear]`` (the second: the opt-in
+input encoding, :data:`bench.bench_surrogate.PIECEWISE_LINEAR`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from bench._common import peak_rss_gib, print_table, save, shared_csv_or_exit
+from bench.bench_surrogate import PIECEWISE_LINEAR
 from discovery.data import load_electrodes
 from discovery.features import electrode_features
 from discovery.surrogate import DeepEnsemble, EnsembleConfig
@@ -27,11 +29,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--members", type=int, default=32)
+    parser.add_argument("--piecewise-linear", action="store_true", help="the opt-in encoding")
     args = parser.parse_args(argv)
 
     frame = load_electrodes(shared_csv_or_exit(), drop_invalid=True)
     features = electrode_features(frame)
     config = replace(EnsembleConfig(), members=args.members, max_epochs=2)
+    if args.piecewise_linear:
+        config = replace(config, **PIECEWISE_LINEAR)
     model = DeepEnsemble(config).fit(
         features.values,
         frame["average_voltage"].to_numpy(),
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     assert np.isfinite(pred.mean).all()
     figures = {
+        "input_encoding": config.input_encoding,
         "rows": args.rows,
         "members": args.members,
         "features": x.shape[1],
@@ -64,7 +70,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ["seconds", "rows/s", "input GiB", "peak RSS GiB"],
         [[seconds, figures["rows_per_s"], figures["input_gib"], figures["peak_rss_gib"]]],
     )
-    print(f"figures saved to {save('inference', figures)}")
+    name = "inference-piecewise-linear" if args.piecewise_linear else "inference"
+    print(f"figures saved to {save(name, figures)}")
     return figures
 
 

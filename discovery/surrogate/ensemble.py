@@ -204,6 +204,13 @@ class _PiecewiseLinear(nn.Module):
     that is constant there gives 0) and clipped to ±:data:`Z_CLIP`.
     """
 
+    lower: Tensor  # (d, B) lower edge of each bin
+    inv_width: Tensor  # (d, B) 1 / bin width; 0 for the bins past a feature's last
+    floor: Tensor  # (d, B)
+    ceiling: Tensor  # (d, B)
+    center: Tensor  # (d·B,) training mean of each encoded column
+    inv_scale: Tensor  # (d·B,) 1 / its training std, 0 for a constant column
+
     def __init__(self, d: int, bins: int) -> None:
         super().__init__()
         self.register_buffer("lower", torch.zeros(d, bins))
