@@ -394,10 +394,10 @@ class DeepEnsemble:
                 (:attr:`validation_groups`) and a ``val_fraction`` share of the groups in neither
                 of its :attr:`training_groups` nor its validation groups; every other row trains,
                 so rows ``init`` trained on never validate (when none or all of the rows are in
-                its validation groups, a fresh grouped split is drawn). Early stopping starts from the copied weights'
-                validation loss, so a member that never improves on them keeps them;
-                recalibration needs 10 validation rows, else the copied calibration stays. With
-                ``max_epochs=0`` the weights are not changed.
+                its validation groups, a fresh grouped split is drawn). Early stopping starts
+                from the copied weights' validation loss, so a member that never improves on
+                them keeps them; recalibration needs 10 validation rows, else the copied
+                calibration stays. With ``max_epochs=0`` the weights are not changed.
                 It must have the same feature and target names and network shape
                 (:data:`NETWORK_SHAPE`).
         """
