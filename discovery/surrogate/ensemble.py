@@ -238,15 +238,10 @@ class _PiecewiseLinear(nn.Module):
             lower[j, :k] = edges[:-1]
             inv_width[j, :k] = 1.0 / np.diff(edges)
             ceiling[j, k - 1] = np.inf
-        for name, value in (
-            ("lower", lower),
-            ("inv_width", inv_width),
-            ("floor", floor),
-            ("ceiling", ceiling),
-        ):
-            getattr(self, name).copy_(torch.from_numpy(value))
-        self.center.zero_()
-        self.inv_scale.fill_(1.0)
+        self.lower.copy_(torch.from_numpy(lower))
+        self.inv_width.copy_(torch.from_numpy(inv_width))
+        self.floor.copy_(torch.from_numpy(floor))
+        self.ceiling.copy_(torch.from_numpy(ceiling))
         encoded = self._bins(x)
         std, mean = torch.std_mean(encoded, dim=0, correction=0)
         self.center.copy_(mean)
