@@ -33,7 +33,7 @@ from discovery.campaign import Campaign
 from discovery.campaign.report import open_ledger
 from discovery.cli import app
 from discovery.errors import DiscoveryError
-from discovery.features import electrode_feature_names, electrode_features
+from discovery.features import electrode_feature_names, electrode_features, redox_feature_names
 from discovery.surrogate import DeepEnsemble, EnsembleConfig, train_electrode_model
 
 runner = CliRunner()
@@ -275,9 +275,11 @@ def test_fine_tuning_starts_from_the_pretrained_model(pretrained: DeepEnsemble) 
 def test_feature_groups_and_permutation_importance(pretrained: DeepEnsemble) -> None:
     names = electrode_feature_names()
     groups = feature_groups(names)
-    assert len([g for g in groups if g not in ("element fractions", "pair quantities")]) == 22
+    others = ("element fractions", "pair quantities", "oxidation states")
+    assert len([g for g in groups if g not in others]) == 22
     assert len(groups["CovalentRadius"]) == 12  # 6 statistics × (discharged formula, difference)
     assert len(groups["pair quantities"]) == 4
+    assert len(groups["oxidation states"]) == len(redox_feature_names())
     rows = synthetic_electrodes().query("working_ion == 'Li'")
     x = electrode_features(rows).values
     y = rows["average_voltage"].to_numpy()

@@ -23,6 +23,7 @@ from discovery.features import (
     magpie,
     magpie_matrix,
     magpie_table,
+    redox_feature_names,
 )
 
 SHARED_CSV = (
@@ -225,7 +226,7 @@ def _check_electrode_features(frame: pd.DataFrame) -> None:
     assert (
         len(set(names))
         == len(names)
-        == 3 * 132 + len(ION_DESCRIPTORS) + len(DEFAULT_IONS) + 4 + 103
+        == 3 * 132 + len(ION_DESCRIPTORS) + len(DEFAULT_IONS) + 4 + 103 + len(redox_feature_names())
     )
     assert np.isfinite(features.values).all()
     values = features.values.astype(np.float64)
@@ -249,6 +250,12 @@ def _check_electrode_features(frame: pd.DataFrame) -> None:
 
     frac = block("frac:")
     np.testing.assert_allclose(frac.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(  # the ox: block sums to the mean of the two oxidation states
+        block("ox:").sum(axis=1),
+        (block("redox:oxidation_state_charge") + block("redox:oxidation_state_discharge")).ravel()
+        / 2,
+        atol=1e-4,
+    )
     ion_columns = [ELEMENTS.index(ion) for ion in frame.working_ion]
     assert (frac[np.arange(n), ion_columns] == 0).all()
 
@@ -288,7 +295,7 @@ def test_electrode_features_one_hot_follows_the_ion_table() -> None:
         }
     )
     features = electrode_features(frame, ions)
-    assert features.names[-103 - 4 - 1] == "ion_is:Ag"
+    assert features.names[-len(redox_feature_names()) - 103 - 4 - 1] == "ion_is:Ag"
     hot = features.to_frame().filter(like="ion_is:").to_numpy()
     assert (hot.sum(axis=1) == 1).all() and (hot[:, -1] == 1).all()
 

@@ -21,7 +21,8 @@ held-out rows' voltage MAE is recomputed with the columns of one feature group s
 among those rows (``importance_repeats`` shuffles); importance = mean shuffled MAE - MAE (V). The
 groups are the 22 Magpie element properties (all statistics of the discharged formula and of the
 charge-to-discharge difference, which the model sees; the charged block is not a model input),
-the element fractions (``frac:``) and the pair quantities (``pair:``). The ion descriptors are
+the element fractions (``frac:``), the pair quantities (``pair:``) and the formal oxidation states
+(``redox:`` and ``ox:``). The ion descriptors are
 constant within an ion, so shuffling them among one ion's rows changes nothing; they are left out.
 """
 
@@ -305,7 +306,8 @@ def _curve(task: _Task) -> pd.DataFrame:
 def feature_groups(names: Sequence[str]) -> dict[str, list[int]]:
     """Column positions of each feature group: one per Magpie property (every statistic of the
     discharged formula and of the difference; the charged block is not a model input),
-    ``element fractions`` (``frac:``) and ``pair quantities`` (``pair:``)."""
+    ``element fractions`` (``frac:``), ``pair quantities`` (``pair:``) and ``oxidation states``
+    (``redox:`` and ``ox:``)."""
     groups: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         block, _, rest = name.partition(":")
@@ -316,6 +318,8 @@ def feature_groups(names: Sequence[str]) -> dict[str, list[int]]:
             groups.setdefault("element fractions", []).append(i)
         elif block == "pair":
             groups.setdefault("pair quantities", []).append(i)
+        elif block in ("redox", "ox"):
+            groups.setdefault("oxidation states", []).append(i)
     return groups
 
 

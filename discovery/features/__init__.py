@@ -1,4 +1,5 @@
-"""Model features: Magpie composition statistics (exactly matminer's) and electrode-pair features."""
+"""Model features: Magpie composition statistics (exactly matminer's), electrode-pair features and
+formal oxidation states by charge balance."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from discovery.features.magpie import (
     magpie_matrix,
     magpie_table,
 )
+from discovery.features.redox import REDOX_FEATURES, redox_feature_names, redox_features
 
 __all__ = [
     "MAGPIE_COLUMNS",
     "MAGPIE_PROPERTIES",
     "MAGPIE_STATS",
     "PAIR_FEATURES",
+    "REDOX_FEATURES",
     "ElectrodeFeatures",
     "electrode_feature_names",
     "electrode_features",
@@ -30,4 +33,6 @@ __all__ = [
     "magpie_from_parsed",
     "magpie_matrix",
     "magpie_table",
+    "redox_feature_names",
+    "redox_features",
 ]

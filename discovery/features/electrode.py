@@ -17,6 +17,11 @@ prefix          count  meaning
                        of the theoretical gravimetric capacity in mAh/g
 ``frac:``       103    atomic fractions of H..Lr in the discharged framework (the discharged
                        formula without the working ion); they sum to 1
+``redox:``      7      formal oxidation states of the framework's redox-active atoms by charge
+                       balance, charged and discharged, and what follows from them
+                       (:mod:`discovery.features.redox`)
+``ox:``         51     each redox-active element's share of the active atoms times their mean
+                       oxidation state (:mod:`discovery.features.redox`)
 ==============  =====  =====================================================================
 
 The pair quantities and the ``frac:`` block come from :func:`~discovery.chemistry.pairs.match_pairs`
@@ -44,6 +49,7 @@ from discovery.chemistry.ions import DEFAULT_IONS, ION_DESCRIPTORS, IonTable
 from discovery.chemistry.pairs import InsertionPairs, match_pairs, parse_pairs
 from discovery.errors import MissingColumnsError
 from discovery.features.magpie import MAGPIE_COLUMNS, magpie_from_parsed
+from discovery.features.redox import redox_feature_names, redox_features
 
 #: Names of the ``pair:`` block, in order.
 PAIR_FEATURES: tuple[str, ...] = (
@@ -90,6 +96,7 @@ def electrode_feature_names(ions: IonTable = DEFAULT_IONS) -> tuple[str, ...]:
         *(f"ion_is:{s}" for s in ions),
         *PAIR_FEATURES,
         *(f"frac:{el}" for el in ELEMENTS),
+        *redox_feature_names(),
     )
 
 
@@ -131,12 +138,21 @@ def electrode_features(frame: pd.DataFrame, ions: IonTable = DEFAULT_IONS) -> El
     values[np.arange(n), col + parsed.ion_index] = 1.0
     col += len(ions)
     frac_col = col + len(PAIR_FEATURES)
+    redox_col = frac_col + len(ELEMENTS)
 
-    pairs = match_pairs(parsed, framework_fractions_out=values[:, frac_col:])
+    pairs = match_pairs(parsed, framework_fractions_out=values[:, frac_col:redox_col])
     values[:, col] = pairs.x_inserted / pairs.framework_atoms_discharge
     values[:, col + 1] = pairs.ion_fraction_charge
     values[:, col + 2] = pairs.ion_fraction_discharge
     values[:, col + 3] = np.log(pairs.capacity_grav_mah_g)
+    # Ions per framework atom: the ion fraction f of a formula gives f / (1 - f).
+    redox_features(
+        values[:, frac_col:redox_col],
+        pairs.ion_fraction_charge / (1.0 - pairs.ion_fraction_charge),
+        pairs.ion_fraction_discharge / (1.0 - pairs.ion_fraction_discharge),
+        pairs.valence,
+        out=values[:, redox_col:],
+    )
 
     mag = magpie_from_parsed(parsed.batch)
     mag32 = mag.astype(np.float32)  # the same values as casting after gathering, half the bytes

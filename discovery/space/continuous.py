@@ -11,7 +11,8 @@ decision vector v:
 (site elements: multiplicity × fraction; fixed groups: constants; the working ion: x, discharged
 formula only). So are the molar masses, and therefore a weight-percent cap is a *linear*
 inequality (see :func:`ContinuousSpace.inequality_constraints`), and the Magpie means, the pair
-quantities and the framework fractions are smooth functions of v that torch differentiates.
+quantities and the framework fractions are smooth functions of v that torch differentiates, and
+so are the formal oxidation states (:mod:`discovery.features.redox`) between their clips.
 
 :meth:`ContinuousSpace.features` recomputes :func:`~discovery.features.electrode_features` in
 torch (double precision) from those amounts. By default it rounds the amounts as
@@ -37,6 +38,7 @@ from discovery.chemistry.formula import ELEMENTS
 from discovery.chemistry.ions import DEFAULT_IONS, ION_DESCRIPTORS, IonTable
 from discovery.features.electrode import electrode_feature_names
 from discovery.features.magpie import MAGPIE_PROPERTIES, MAGPIE_STATS, magpie_table
+from discovery.features.redox import redox_features_torch
 from discovery.space.generate import SpaceError, TemplateError, parse_template
 from discovery.space.ids import candidate_ids
 
@@ -573,6 +575,7 @@ class ContinuousSpace:
             dim=-1,
         )
         frac = (discharge @ c["scatter"]) / host.unsqueeze(-1)
+        redox = redox_features_torch(frac, ion_c / host, ion_d / host, float(self._valence))
         out = torch.cat(
             [
                 mag_c,
@@ -582,6 +585,7 @@ class ContinuousSpace:
                 c["one_hot"].expand(n, len(self.ion_table)),
                 pair,
                 frac,
+                redox,
             ],
             dim=-1,
         )
