@@ -13,7 +13,7 @@ the framework's element fractions alone:
      (S -2 in a sulfide, P -3 in a phosphide), at its group oxidation state with O or F (S +6 in a
      sulfate, P +5 in a phosphate, Si +4, B +3, C +4, H +1);
    * a **spectator cation** with a fixed charge (:data:`SPECTATORS`): alkali +1, alkaline earth and
-     Zn +2, Al, Ga, In, Sc, Y, La and most lanthanides +3, Zr, Hf +4;
+     Zn +2, Al, Ga, In, Sc, Y, La, Ac and most lanthanides +3, Zr, Hf +4;
    * **redox active** (:data:`ACTIVE_ELEMENTS`): every other element but the noble gases (the
      transition metals, Sn, Sb, Bi, Pb, Ce, Eu, the actinides...).
 
@@ -94,11 +94,11 @@ AMPHOTERIC: dict[str, tuple[int, int]] = {
 
 #: Cations whose formal charge (e) does not change in an electrode.
 SPECTATORS: dict[str, int] = {
-    **dict.fromkeys(("Li", "Na", "K", "Rb", "Cs"), 1),
-    **dict.fromkeys(("Be", "Mg", "Ca", "Sr", "Ba", "Zn"), 2),
+    **dict.fromkeys(("Li", "Na", "K", "Rb", "Cs", "Fr"), 1),
+    **dict.fromkeys(("Be", "Mg", "Ca", "Sr", "Ba", "Ra", "Zn"), 2),
     **dict.fromkeys(
-        ("Al", "Ga", "In", "Sc", "Y", "La", "Pr", "Nd", "Pm", "Gd", "Tb", "Dy", "Ho", "Er", "Tm",
-         "Lu"),
+        ("Al", "Ga", "In", "Sc", "Y", "La", "Ac", "Pr", "Nd", "Pm", "Gd", "Tb", "Dy", "Ho", "Er",
+         "Tm", "Lu"),
         3,
     ),
     **dict.fromkeys(("Zr", "Hf"), 4),
