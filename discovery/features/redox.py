@@ -98,8 +98,25 @@ SPECTATORS: dict[str, int] = {
     **dict.fromkeys(("Li", "Na", "K", "Rb", "Cs", "Fr"), 1),
     **dict.fromkeys(("Be", "Mg", "Ca", "Sr", "Ba", "Ra", "Zn"), 2),
     **dict.fromkeys(
-        ("Al", "Ga", "In", "Sc", "Y", "La", "Ac", "Pr", "Nd", "Pm", "Gd", "Tb", "Dy", "Ho", "Er",
-         "Tm", "Lu"),
+        (
+            "Al",
+            "Ga",
+            "In",
+            "Sc",
+            "Y",
+            "La",
+            "Ac",
+            "Pr",
+            "Nd",
+            "Pm",
+            "Gd",
+            "Tb",
+            "Dy",
+            "Ho",
+            "Er",
+            "Tm",
+            "Lu",
+        ),
         3,
     ),
     **dict.fromkeys(("Zr", "Hf"), 4),
@@ -211,7 +228,9 @@ def redox_features(
         raise ValueError(f"out must have shape ({n}, {width}), got {out.shape}")
 
     def tensor(values: NDArray[np.generic]) -> torch.Tensor:
-        return torch.tensor(np.asarray(values), dtype=torch.float64)  # a copy: inputs may be read-only
+        return torch.tensor(
+            np.asarray(values), dtype=torch.float64
+        )  # a copy: inputs may be read-only
 
     for start in range(0, n, _ROWS_PER_BLOCK):
         block = slice(start, min(start + _ROWS_PER_BLOCK, n))
@@ -249,7 +268,9 @@ def redox_features_torch(
         return torch.tensor(array, dtype=fractions.dtype, device=fractions.device)  # a copy
 
     oxide = fractions[:, _OXYGEN_FLUORINE].sum(-1) > 0.0
-    charges = t(np.stack([plain, with_oxygen, np.minimum(plain, 0.0), np.minimum(with_oxygen, 0.0)]))
+    charges = t(
+        np.stack([plain, with_oxygen, np.minimum(plain, 0.0), np.minimum(with_oxygen, 0.0)])
+    )
     sums = fractions @ charges.T  # (m, 4): net and negative charge, without and with O or F
     fixed = torch.where(oxide, sums[:, 1], sums[:, 0])
     anion = -torch.where(oxide, sums[:, 3], sums[:, 2])

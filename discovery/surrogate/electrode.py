@@ -203,7 +203,7 @@ def _warm_start_refusal(
     """Why ``previous`` cannot be fine-tuned into the model asked for, or None when it can."""
     names = (*electrode_feature_names(ions), *fidelity_feature_names(levels))
     if previous.feature_names != names:
-        return "its features differ (another ion table or fidelity levels)"
+        return "its features differ (another ion table, fidelity levels or feature version)"
     if list(previous.target_names) != list(targets):
         return f"it learned {list(previous.target_names)}, not {list(targets)}"
     if model_fidelities(previous) != levels:
