@@ -29,6 +29,10 @@ TEXTBOOK = [
     ("Mo6S8", "Mg2Mo6S8", "Mg", 8 / 3, 2.0, 2 / 3),
     ("FeSO4F", "LiFeSO4F", "Li", 3.0, 2.0, 1.0),
     ("Sb", "Li3Sb", "Li", 0.0, -3.0, 3.0),
+    ("FeFe(CN)6", "Na2FeFe(CN)6", "Na", 3.0, 2.0, 1.0),  # cyanide: C +2, N -3
+    ("FeSiO4", "Li2FeSiO4", "Li", 4.0, 2.0, 2.0),  # Si +4 in a silicate
+    ("Si", "LiSi", "Li", 0.0, -1.0, 1.0),  # Si carries the redox in an alloy
+    ("FeP2S6", "LiFeP2S6", "Li", 2.0, 1.0, 1.0),  # P +5 with the more electronegative S
 ]
 
 

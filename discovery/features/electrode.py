@@ -20,7 +20,7 @@ prefix          count  meaning
 ``redox:``      7      formal oxidation states of the framework's redox-active atoms by charge
                        balance, charged and discharged, and what follows from them
                        (:mod:`discovery.features.redox`)
-``ox:``         49     each redox-active element's share of the active atoms times their mean
+``ox:``         55     each redox-active element's share of the active atoms times their mean
                        oxidation state (:mod:`discovery.features.redox`)
 ==============  =====  =====================================================================
 

@@ -6,16 +6,18 @@ group). Magpie statistics describe which elements are present, not which of them
 oxidation state, nor from what to what. This module estimates that, for many rows at once, from
 the framework's element fractions alone:
 
-1. Every framework element is either
+1. Every framework element gets a state by the rule of :mod:`discovery.chemistry.oxidation`, the
+   tables candidate generation charge-balances with:
 
-   * an **anion** with a fixed charge: O -2, N -3, F, Cl, Br, I -1;
-   * an **amphoteric non-metal** (:data:`AMPHOTERIC`): negative in a framework without O or F
-     (S -2 in a sulfide, P -3 in a phosphide), at its group oxidation state with O or F (S +6 in a
-     sulfate, P +5 in a phosphate, Si +4, B +3, C +4, H +1);
-   * a **spectator cation** with a fixed charge (:data:`SPECTATORS`): alkali +1, alkaline earth and
-     Zn +2, Al, Ga, In, Sc, Y, La, Ac and most lanthanides +3, Zr, Hf +4;
-   * **redox active** (:data:`ACTIVE_ELEMENTS`): every other element but the noble gases (the
-     transition metals, Sn, Sb, Bi, Pb, Ce, Eu, the actinides...).
+   * in a cyanide framework (C and N, no O or F) C is +2 and N -3;
+   * a polyanion centre takes its polyanion state when a more electronegative anion-former is
+     present (P +5 in a phosphate or thiophosphate, S +6 in a sulfate, Si +4 in a silicate);
+   * otherwise an anion-former takes its anion state (O -2, S -2 in a sulfide, P -3, F -1...);
+   * otherwise an element with one state in ``OXIDATION_STATES`` is a spectator with that charge
+     (alkali +1, Mg, Zn +2, Al, Y +3, Zr +4...);
+   * the rest is **redox active** (:data:`ACTIVE_ELEMENTS`): the elements with a range of states
+     (transition metals, Sn, Sb, Bi, Ce...; C, Si and Ge in an alloy) and those with no known
+     state, noble gases excepted.
 
 2. The working ion carries its valence z. Per framework atom, the charges of the anions, the
    amphoteric non-metals, the spectators and the ions must cancel; the redox-active atoms carry
@@ -54,10 +56,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVE_ELEMENTS",
-    "AMPHOTERIC",
-    "ANIONS",
     "REDOX_FEATURES",
-    "SPECTATORS",
     "ionization_energies_ev",
     "redox_feature_names",
     "redox_features",
@@ -65,6 +64,7 @@ __all__ = [
 ]
 
 import warnings
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -75,60 +75,25 @@ if TYPE_CHECKING:
     import torch
 
 from discovery.chemistry.formula import ELEMENTS
-
-#: Anions and their fixed formal charge (e).
-ANIONS: dict[str, int] = {"O": -2, "N": -3, "F": -1, "Cl": -1, "Br": -1, "I": -1}
-
-#: Amphoteric non-metals: (charge without O or F in the framework, charge with O or F), in e.
-AMPHOTERIC: dict[str, tuple[int, int]] = {
-    "H": (-1, 1),
-    "B": (-3, 3),
-    "C": (-4, 4),
-    "Si": (-4, 4),
-    "Ge": (-4, 4),
-    "P": (-3, 5),
-    "As": (-3, 5),
-    "S": (-2, 6),
-    "Se": (-2, 4),
-    "Te": (-2, 4),
-}
-
-#: Cations whose formal charge (e) does not change in an electrode.
-SPECTATORS: dict[str, int] = {
-    **dict.fromkeys(("Li", "Na", "K", "Rb", "Cs", "Fr"), 1),
-    **dict.fromkeys(("Be", "Mg", "Ca", "Sr", "Ba", "Ra", "Zn"), 2),
-    **dict.fromkeys(
-        (
-            "Al",
-            "Ga",
-            "In",
-            "Sc",
-            "Y",
-            "La",
-            "Ac",
-            "Pr",
-            "Nd",
-            "Pm",
-            "Gd",
-            "Tb",
-            "Dy",
-            "Ho",
-            "Er",
-            "Tm",
-            "Lu",
-        ),
-        3,
-    ),
-    **dict.fromkeys(("Zr", "Hf"), 4),
-}
+from discovery.chemistry.oxidation import (
+    ANION_ELECTRONEGATIVITY,
+    ANION_STATES,
+    CYANIDE_CARBON_STATE,
+    OXIDATION_STATES,
+    POLYANION_STATES,
+)
 
 _NOBLE_GASES = frozenset(("He", "Ne", "Ar", "Kr", "Xe", "Rn"))
 
-#: Elements that carry the redox: all of H..Lr not an anion, amphoteric, spectator or noble gas.
+#: Elements that can carry the redox: those with a range of states in :data:`OXIDATION_STATES`
+#: or with no known state, except anion-formers and noble gases. C, Si and Ge count only where
+#: they are not polyanion centres (or, for C, cyanide).
 ACTIVE_ELEMENTS: tuple[str, ...] = tuple(
     el
     for el in ELEMENTS
-    if el not in ANIONS and el not in AMPHOTERIC and el not in SPECTATORS and el not in _NOBLE_GASES
+    if el not in ANION_STATES
+    and el not in _NOBLE_GASES
+    and not (el in OXIDATION_STATES and OXIDATION_STATES[el][0] == OXIDATION_STATES[el][1])
 )
 
 #: Names of the scalar redox features, in order (the ``ox:`` block follows them).
@@ -147,6 +112,7 @@ _MAX_ELECTRONS = 8.0  # cap of the electrons per active atom
 _N_IONIZATION = 10  # ionization energies kept per element
 _ROWS_PER_BLOCK = 8192
 _OXYGEN_FLUORINE = [ELEMENTS.index("O"), ELEMENTS.index("F")]
+_CARBON, _NITROGEN = ELEMENTS.index("C"), ELEMENTS.index("N")
 
 
 def redox_feature_names() -> tuple[str, ...]:
@@ -183,18 +149,52 @@ def ionization_energies_ev() -> NDArray[np.float64]:
     return table
 
 
+@dataclass(frozen=True)
+class _Charges:
+    """Per-element constants of the charge balance (indices into H..Lr)."""
+
+    fixed: NDArray[np.float64]  # (103,) charge of an element whose state never depends on the row
+    centres: NDArray[np.intp]  # polyanion centres
+    centre_state: NDArray[np.float64]  # their polyanion state
+    centre_otherwise: NDArray[np.float64]  # their anion state, or 0 where they are active
+    formers: NDArray[np.intp]  # the anion-formers
+    former_electronegativity: NDArray[np.float64]
+    active: NDArray[np.intp]  # ACTIVE_ELEMENTS
+    active_centre: NDArray[np.intp]  # for each active element, its position in centres, or -1
+
+
+def _state_otherwise(el: str) -> float:
+    """A polyanion centre's state where it is not one: its anion state, its fixed cation state
+    (B +3), or 0 where it is redox active (C, Si, Ge in an alloy)."""
+    if el in ANION_STATES:
+        return float(ANION_STATES[el])
+    low, high = OXIDATION_STATES.get(el, (0, 1))
+    return float(low) if low == high else 0.0
+
+
 @cache
-def _element_charges() -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp]]:
-    """Per element of H..Lr: charge without O/F, charge with O/F (e); indices of the active ones."""
+def _charges() -> _Charges:
     index = {el: i for i, el in enumerate(ELEMENTS)}
-    plain = np.zeros(len(ELEMENTS))
-    with_oxygen = np.zeros(len(ELEMENTS))
-    for el, charge in (*ANIONS.items(), *SPECTATORS.items()):
-        plain[index[el]] = with_oxygen[index[el]] = charge
-    for el, (without, with_) in AMPHOTERIC.items():
-        plain[index[el]], with_oxygen[index[el]] = without, with_
-    active = np.array([index[el] for el in ACTIVE_ELEMENTS], dtype=np.intp)
-    return plain, with_oxygen, active
+    fixed = np.zeros(len(ELEMENTS))
+    for el, (low, high) in OXIDATION_STATES.items():
+        if low == high:
+            fixed[index[el]] = low
+    for el, state in ANION_STATES.items():
+        fixed[index[el]] = state
+    centres = list(POLYANION_STATES)
+    fixed[[index[el] for el in centres]] = 0.0  # row-dependent: added per row
+    return _Charges(
+        fixed=fixed,
+        centres=np.array([index[el] for el in centres], dtype=np.intp),
+        centre_state=np.array([POLYANION_STATES[el] for el in centres], dtype=np.float64),
+        centre_otherwise=np.array([_state_otherwise(el) for el in centres], dtype=np.float64),
+        formers=np.array([index[el] for el in ANION_ELECTRONEGATIVITY], dtype=np.intp),
+        former_electronegativity=np.array(list(ANION_ELECTRONEGATIVITY.values())),
+        active=np.array([index[el] for el in ACTIVE_ELEMENTS], dtype=np.intp),
+        active_centre=np.array(
+            [centres.index(el) if el in centres else -1 for el in ACTIVE_ELEMENTS], dtype=np.intp
+        ),
+    )
 
 
 def redox_features(
@@ -262,19 +262,46 @@ def redox_features_torch(
     """
     import torch
 
-    plain, with_oxygen, active = _element_charges()
+    c = _charges()
 
     def t(array: NDArray[np.generic]) -> torch.Tensor:
-        return torch.tensor(array, dtype=fractions.dtype, device=fractions.device)  # a copy
+        return torch.tensor(array, device=fractions.device)  # a copy
 
+    dtype = fractions.dtype
+    present = fractions[:, t(c.formers)] > 0.0
+    strongest = torch.where(
+        present, t(c.former_electronegativity).to(dtype), torch.tensor(-1.0, dtype=dtype)
+    ).amax(-1, keepdim=True)
+    centre_en = t(np.array([ANION_ELECTRONEGATIVITY[ELEMENTS[i]] for i in c.centres]))
+    polyanion = centre_en.to(dtype) < strongest  # (m, k): a centre takes its polyanion state
     oxide = fractions[:, _OXYGEN_FLUORINE].sum(-1) > 0.0
-    charges = t(
-        np.stack([plain, with_oxygen, np.minimum(plain, 0.0), np.minimum(with_oxygen, 0.0)])
+    cyanide = (fractions[:, _CARBON] > 0.0) & (fractions[:, _NITROGEN] > 0.0) & ~oxide
+    is_carbon = t(c.centres == _CARBON)
+    centre_charge = torch.where(
+        polyanion, t(c.centre_state).to(dtype), t(c.centre_otherwise).to(dtype)
     )
-    sums = fractions @ charges.T  # (m, 4): net and negative charge, without and with O or F
-    fixed = torch.where(oxide, sums[:, 1], sums[:, 0])
-    anion = -torch.where(oxide, sums[:, 3], sums[:, 2])
-    share = fractions[:, t(active).long()]
+    nitrogen = t(c.centres == _NITROGEN)
+    centre_charge = torch.where(  # cyanide: C +2, N -3 (its anion state)
+        cyanide.unsqueeze(-1) & is_carbon,
+        torch.tensor(float(CYANIDE_CARBON_STATE), dtype=dtype),
+        torch.where(
+            cyanide.unsqueeze(-1) & nitrogen,
+            torch.tensor(float(ANION_STATES["N"]), dtype=dtype),
+            centre_charge,
+        ),
+    )
+    fixed_centre = polyanion | (cyanide.unsqueeze(-1) & is_carbon)  # (m, k)
+    at_centres = fractions[:, t(c.centres)]
+    fixed_table = t(np.stack([c.fixed, np.minimum(c.fixed, 0.0)]).T).to(dtype)  # (103, 2)
+    sums = fractions @ fixed_table
+    fixed = sums[:, 0] + (at_centres * centre_charge).sum(-1)
+    anion = -(sums[:, 1] + (at_centres * centre_charge.clamp(max=0.0)).sum(-1))
+    share = fractions[:, t(c.active)]
+    which = t(c.active_centre)
+    if bool((which >= 0).any()):  # C, Si, Ge carry no redox where they are polyanion centres
+        columns = torch.nonzero(which >= 0).squeeze(-1)
+        share = share.clone()
+        share[:, columns] = share[:, columns] * (~fixed_centre[:, which[columns]]).to(dtype)
     active_fraction = share.sum(-1)
     has = active_fraction > 1e-9
     safe = torch.where(has, active_fraction, torch.ones_like(active_fraction))
@@ -289,12 +316,12 @@ def redox_features_torch(
     k = (middle + 0.5).clamp(1.0, float(_N_IONIZATION))  # which ionization, 1-based
     low = k.detach().floor().long()
     high = (low + 1).clamp(max=_N_IONIZATION)
-    by_order = t(ionization_energies_ev().T)  # (10, a): row k - 1 holds every k-th energy
+    by_order = t(ionization_energies_ev().T).to(dtype)  # (10, a): row k - 1, every k-th energy
     weight = (k - low).unsqueeze(-1)
     couple = by_order[low - 1] * (1.0 - weight) + by_order[high - 1] * weight  # (m, a)
     energy = torch.where(has, (share * couple).sum(-1), zero)
     scalars = torch.stack(
-        [active_fraction, state_c, state_d, electrons, energy, anion, oxide.to(fractions.dtype)],
+        [active_fraction, state_c, state_d, electrons, energy, anion, oxide.to(dtype)],
         dim=-1,
     )
     return torch.cat([scalars, share * middle.unsqueeze(-1)], dim=-1)

@@ -52,6 +52,13 @@ from numpy.typing import NDArray
 
 from discovery.chemistry.formula import ELEMENTS, parse_formula
 from discovery.chemistry.ions import DEFAULT_IONS, IonTable
+from discovery.chemistry.oxidation import (
+    ANION_ELECTRONEGATIVITY,
+    ANION_STATES,
+    CYANIDE_CARBON_STATE,
+    OXIDATION_STATES,
+    POLYANION_STATES,
+)
 from discovery.errors import DiscoveryError, FormulaError
 from discovery.space.ids import candidate_ids
 
@@ -67,125 +74,7 @@ class TemplateError(SpaceError):
 # --------------------------------------------------------------------------------------------
 # Oxidation states
 
-#: (lowest, highest) oxidation state of an element as a cation (or, for Si, Ge, Sn, Sb, Bi and C,
-#: down to its Zintl anion state, so that alloy and intercalation hosts pass). Redox-active
-#: metals have a range (the states they take in insertion hosts); fixed-valence cations one value.
-OXIDATION_STATES: dict[str, tuple[int, int]] = {
-    "H": (1, 1),
-    "Li": (1, 1),
-    "Na": (1, 1),
-    "K": (1, 1),
-    "Rb": (1, 1),
-    "Cs": (1, 1),
-    "Be": (2, 2),
-    "Mg": (2, 2),
-    "Ca": (2, 2),
-    "Sr": (2, 2),
-    "Ba": (2, 2),
-    "B": (3, 3),
-    "Al": (3, 3),
-    "Ga": (3, 3),
-    "In": (3, 3),
-    "Tl": (1, 3),
-    "Sc": (3, 3),
-    "Y": (3, 3),
-    "La": (3, 3),
-    "Ce": (3, 4),
-    "Pr": (3, 4),
-    "Nd": (3, 3),
-    "Sm": (2, 3),
-    "Eu": (2, 3),
-    "Gd": (3, 3),
-    "Tb": (3, 4),
-    "Dy": (3, 3),
-    "Ho": (3, 3),
-    "Er": (3, 3),
-    "Tm": (3, 3),
-    "Yb": (2, 3),
-    "Lu": (3, 3),
-    "Zr": (4, 4),
-    "Hf": (4, 4),
-    "Th": (4, 4),
-    "Zn": (2, 2),
-    "Cd": (2, 2),
-    "Ag": (1, 1),
-    "Ti": (2, 4),
-    "V": (2, 5),
-    "Cr": (2, 6),
-    "Mn": (2, 4),
-    "Fe": (2, 4),
-    "Co": (2, 4),
-    "Ni": (2, 4),
-    "Cu": (1, 3),
-    "Nb": (3, 5),
-    "Mo": (3, 6),
-    "Ta": (4, 5),
-    "W": (4, 6),
-    "Ru": (3, 6),
-    "Rh": (3, 4),
-    "Pd": (2, 4),
-    "Ir": (3, 6),
-    "Pt": (2, 4),
-    "Au": (1, 3),
-    "Re": (4, 7),
-    "U": (3, 6),
-    "Pb": (2, 4),
-    "C": (-4, 4),
-    "Si": (-4, 4),
-    "Ge": (-4, 4),
-    "Sn": (-4, 4),
-    "Sb": (-3, 5),
-    "Bi": (-3, 5),
-}
-
-#: Oxidation state of the anion-forming elements as anions (oxide, sulfide, fluoride, ...).
-ANION_STATES: dict[str, int] = {
-    "O": -2,
-    "S": -2,
-    "Se": -2,
-    "Te": -2,
-    "N": -3,
-    "P": -3,
-    "As": -3,
-    "F": -1,
-    "Cl": -1,
-    "Br": -1,
-    "I": -1,
-}
-
-#: Oxidation state of polyanion centres (PO4, SO4, SiO4, GeO4, BO3, CO3, NO3, AsO4, SeO4),
-#: taken when the fixed part of a template holds a more electronegative anion-former.
-POLYANION_STATES: dict[str, int] = {
-    "P": 5,
-    "S": 6,
-    "Si": 4,
-    "Ge": 4,
-    "B": 3,
-    "C": 4,
-    "N": 5,
-    "As": 5,
-    "Se": 6,
-}
-
-# Pauling electronegativities of the anion-formers and polyanion centres (which one is the anion).
-_ELECTRONEGATIVITY: dict[str, float] = {
-    "F": 3.98,
-    "O": 3.44,
-    "Cl": 3.16,
-    "N": 3.04,
-    "Br": 2.96,
-    "I": 2.66,
-    "S": 2.58,
-    "Se": 2.55,
-    "C": 2.55,
-    "P": 2.19,
-    "As": 2.18,
-    "Te": 2.1,
-    "B": 2.04,
-    "Ge": 2.01,
-    "Si": 1.90,
-}
-_CYANIDE_CARBON = 2  # C in CN- (Prussian-blue frameworks): C +2, N -3
+# The tables live in discovery.chemistry.oxidation (shared with the redox features).
 
 #: Tolerance of the charge-balance test, in elementary charges per formula unit.
 _CHARGE_TOL = 1e-6
@@ -197,15 +86,15 @@ def _fixed_states(
     """(lowest, highest) state of each element of the fixed (non-site, non-ion) template part."""
     present = set(composition)
     anions = [el for el in present if el in ANION_STATES]
-    strongest = max((_ELECTRONEGATIVITY[el] for el in anions), default=-math.inf)
+    strongest = max((ANION_ELECTRONEGATIVITY[el] for el in anions), default=-math.inf)
     cyanide = {"C", "N"} <= present and "O" not in present and "F" not in present
     out: dict[str, tuple[float, float]] = {}
     for el in composition:
         if cyanide and el == "C":
-            out[el] = (_CYANIDE_CARBON, _CYANIDE_CARBON)
+            out[el] = (CYANIDE_CARBON_STATE, CYANIDE_CARBON_STATE)
         elif cyanide and el == "N":
             out[el] = (ANION_STATES["N"], ANION_STATES["N"])
-        elif el in POLYANION_STATES and _ELECTRONEGATIVITY[el] < strongest:
+        elif el in POLYANION_STATES and ANION_ELECTRONEGATIVITY[el] < strongest:
             out[el] = (POLYANION_STATES[el], POLYANION_STATES[el])
         elif el in ANION_STATES:
             out[el] = (ANION_STATES[el], ANION_STATES[el])
