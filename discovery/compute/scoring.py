@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from discovery.surrogate.ensemble import DeepEnsemble
 
 #: Rows of the pool the local scorer passes to one ``DeepEnsemble.predict`` call (this bounds
-#: the copy of the selected feature rows, 16,384 x 575 float32 = 38 MB, and sets how often the
+#: the copy of the selected feature rows, 16,384 x 581 float32 = 38 MB, and sets how often the
 #: progress bar moves).
 SCORE_BLOCK = 16384
 

@@ -33,8 +33,8 @@ the framework's element fractions alone:
 These are formal estimates, not a structure's real charges: mixed-metal frameworks share the
 electrons equally (LiNi0.5Mn1.5O4 gives Ni and Mn the same state), and intermetallic frameworks
 give negative states. The model learns how far to trust them. On the 10 % test splits of the
-shared Materials Project data they lower the ensemble's voltage MAE from 0.363 to 0.341 V
-(random) and from 0.350 to 0.325 V (grouped by framework); see docs/benchmarks.md.
+shared Materials Project data they lower the ensemble's voltage MAE from 0.363 to 0.339 V
+(random) and from 0.350 to 0.315 V (grouped by framework); see docs/benchmarks.md.
 
 Features (``REDOX_FEATURES``, then one ``ox:`` column per element of :data:`ACTIVE_ELEMENTS`):
 
