@@ -157,6 +157,7 @@ class _Charges:
     centres: NDArray[np.intp]  # polyanion centres
     centre_state: NDArray[np.float64]  # their polyanion state
     centre_otherwise: NDArray[np.float64]  # their anion state, or 0 where they are active
+    centre_electronegativity: NDArray[np.float64]
     formers: NDArray[np.intp]  # the anion-formers
     former_electronegativity: NDArray[np.float64]
     active: NDArray[np.intp]  # ACTIVE_ELEMENTS
@@ -188,6 +189,7 @@ def _charges() -> _Charges:
         centres=np.array([index[el] for el in centres], dtype=np.intp),
         centre_state=np.array([POLYANION_STATES[el] for el in centres], dtype=np.float64),
         centre_otherwise=np.array([_state_otherwise(el) for el in centres], dtype=np.float64),
+        centre_electronegativity=np.array([ANION_ELECTRONEGATIVITY[el] for el in centres]),
         formers=np.array([index[el] for el in ANION_ELECTRONEGATIVITY], dtype=np.intp),
         former_electronegativity=np.array(list(ANION_ELECTRONEGATIVITY.values())),
         active=np.array([index[el] for el in ACTIVE_ELEMENTS], dtype=np.intp),
@@ -258,7 +260,8 @@ def redox_features_torch(
 
     Returns:
         (m, len(redox_feature_names())) float64 tensor on the device of ``fractions``. The clips,
-        caps and the choice of the charges (with or without O or F) carry no gradient.
+        caps and the choice of each element's state (polyanion or anion, cyanide) carry no
+        gradient.
     """
     import torch
 
@@ -272,8 +275,7 @@ def redox_features_torch(
     strongest = torch.where(
         present, t(c.former_electronegativity).to(dtype), torch.tensor(-1.0, dtype=dtype)
     ).amax(-1, keepdim=True)
-    centre_en = t(np.array([ANION_ELECTRONEGATIVITY[ELEMENTS[i]] for i in c.centres]))
-    polyanion = centre_en.to(dtype) < strongest  # (m, k): a centre takes its polyanion state
+    polyanion = t(c.centre_electronegativity).to(dtype) < strongest  # (m, k): polyanion state
     oxide = fractions[:, _OXYGEN_FLUORINE].sum(-1) > 0.0
     cyanide = (fractions[:, _CARBON] > 0.0) & (fractions[:, _NITROGEN] > 0.0) & ~oxide
     is_carbon = t(c.centres == _CARBON)
@@ -296,12 +298,13 @@ def redox_features_torch(
     sums = fractions @ fixed_table
     fixed = sums[:, 0] + (at_centres * centre_charge).sum(-1)
     anion = -(sums[:, 1] + (at_centres * centre_charge.clamp(max=0.0)).sum(-1))
-    share = fractions[:, t(c.active)]
-    which = t(c.active_centre)
-    if bool((which >= 0).any()):  # C, Si, Ge carry no redox where they are polyanion centres
-        columns = torch.nonzero(which >= 0).squeeze(-1)
-        share = share.clone()
-        share[:, columns] = share[:, columns] * (~fixed_centre[:, which[columns]]).to(dtype)
+    # C, Si and Ge carry no redox where they are polyanion centres (or cyanide carbon)
+    carries = torch.ones(
+        fractions.shape[0], len(c.active), dtype=torch.bool, device=fractions.device
+    )
+    columns = np.flatnonzero(c.active_centre >= 0)
+    carries[:, t(columns)] = ~fixed_centre[:, t(c.active_centre[columns])]
+    share = fractions[:, t(c.active)] * carries.to(dtype)
     active_fraction = share.sum(-1)
     has = active_fraction > 1e-9
     safe = torch.where(has, active_fraction, torch.ones_like(active_fraction))
