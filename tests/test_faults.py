@@ -291,7 +291,7 @@ class Runner:
                 self.landed[_landing(self.workdir)] += 1
         else:
             assert proc.exitcode == expect, self.log.read_text()[-3000:]
-        if (self.workdir / "ledger.sqlite").exists():
+        if "results" in _tables(self.workdir):
             now = set(_rows(self.workdir, "results", "id, candidate_id, status, outcome_values"))
             assert self.recorded <= now, "a result recorded before a kill is gone"
             self.recorded = now
@@ -306,6 +306,18 @@ class Runner:
         raise AssertionError(f"{self.workdir}: not finished after 3 clean runs")
 
 
+def _tables(workdir: Path) -> set[str]:
+    """The tables of the work directory's ledger: none before the file exists, and none while a
+    run killed early had created the file but not yet its schema."""
+    if not (workdir / "ledger.sqlite").exists():
+        return set()
+    db = sqlite3.connect(workdir / "ledger.sqlite")
+    try:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        db.close()
+
+
 def _rows(workdir: Path, table: str, columns: str, order: str = "rowid") -> list[tuple[Any, ...]]:
     db = sqlite3.connect(workdir / "ledger.sqlite")
     try:
@@ -318,14 +330,14 @@ def _landing(workdir: Path) -> str:
     """Where a kill found the campaign: the last round's state in the ledger (``started``: its
     model training or the pool being scored; ``proposed``: being submitted; ``submitted``: its
     results being collected)."""
-    if not (workdir / "ledger.sqlite").exists():
+    if "rounds" not in _tables(workdir):
         return "no ledger yet"
     rounds = _rows(workdir, "rounds", "round, state", "round")
     return f"round {rounds[-1][0]} {rounds[-1][1]}" if rounds else "no round yet"
 
 
 def _finished(workdir: Path) -> bool:
-    if not (workdir / "ledger.sqlite").exists():
+    if "events" not in _tables(workdir):
         return False
     events = _rows(workdir, "events", "kind", "id")
     return bool(events) and events[-1][0] == "finished"
