@@ -112,7 +112,7 @@ _MAX_ELECTRONS = 8.0  # cap of the electrons per active atom
 _N_IONIZATION = 10  # ionization energies kept per element
 _ROWS_PER_BLOCK = 8192
 _OXYGEN_FLUORINE = [ELEMENTS.index("O"), ELEMENTS.index("F")]
-_CARBON, _NITROGEN = ELEMENTS.index("C"), ELEMENTS.index("N")
+_CARBON, _NITROGEN = ELEMENTS.index("C"), ELEMENTS.index("N")  # a cyanide framework holds both
 
 
 def redox_feature_names() -> tuple[str, ...]:
@@ -158,6 +158,8 @@ class _Charges:
     centre_state: NDArray[np.float64]  # their polyanion state
     centre_otherwise: NDArray[np.float64]  # their anion state, or 0 where they are active
     centre_electronegativity: NDArray[np.float64]
+    in_cyanide: NDArray[np.bool_]  # the centres a cyanide fixes (C and N)
+    cyanide_state: NDArray[np.float64]  # their states there (C +2, N -3)
     formers: NDArray[np.intp]  # the anion-formers
     former_electronegativity: NDArray[np.float64]
     active: NDArray[np.intp]  # ACTIVE_ELEMENTS
@@ -169,8 +171,9 @@ def _state_otherwise(el: str) -> float:
     (B +3), or 0 where it is redox active (C, Si, Ge in an alloy)."""
     if el in ANION_STATES:
         return float(ANION_STATES[el])
-    low, high = OXIDATION_STATES.get(el, (0, 1))
-    return float(low) if low == high else 0.0
+    if el in OXIDATION_STATES and OXIDATION_STATES[el][0] == OXIDATION_STATES[el][1]:
+        return float(OXIDATION_STATES[el][0])
+    return 0.0
 
 
 @cache
@@ -190,6 +193,14 @@ def _charges() -> _Charges:
         centre_state=np.array([POLYANION_STATES[el] for el in centres], dtype=np.float64),
         centre_otherwise=np.array([_state_otherwise(el) for el in centres], dtype=np.float64),
         centre_electronegativity=np.array([ANION_ELECTRONEGATIVITY[el] for el in centres]),
+        in_cyanide=np.array([el in ("C", "N") for el in centres]),
+        cyanide_state=np.array(
+            [
+                CYANIDE_CARBON_STATE if el == "C" else ANION_STATES["N"] if el == "N" else 0.0
+                for el in centres
+            ],
+            dtype=np.float64,
+        ),
         formers=np.array([index[el] for el in ANION_ELECTRONEGATIVITY], dtype=np.intp),
         former_electronegativity=np.array(list(ANION_ELECTRONEGATIVITY.values())),
         active=np.array([index[el] for el in ACTIVE_ELEMENTS], dtype=np.intp),
@@ -229,10 +240,8 @@ def redox_features(
     if out.shape != (n, width):
         raise ValueError(f"out must have shape ({n}, {width}), got {out.shape}")
 
-    def tensor(values: NDArray[np.generic]) -> torch.Tensor:
-        return torch.tensor(
-            np.asarray(values), dtype=torch.float64
-        )  # a copy: inputs may be read-only
+    def tensor(values: NDArray[np.generic]) -> torch.Tensor:  # a copy: inputs may be read-only
+        return torch.tensor(np.asarray(values), dtype=torch.float64)
 
     for start in range(0, n, _ROWS_PER_BLOCK):
         block = slice(start, min(start + _ROWS_PER_BLOCK, n))
@@ -278,21 +287,13 @@ def redox_features_torch(
     polyanion = t(c.centre_electronegativity).to(dtype) < strongest  # (m, k): polyanion state
     oxide = fractions[:, _OXYGEN_FLUORINE].sum(-1) > 0.0
     cyanide = (fractions[:, _CARBON] > 0.0) & (fractions[:, _NITROGEN] > 0.0) & ~oxide
-    is_carbon = t(c.centres == _CARBON)
+    by_cyanide = cyanide.unsqueeze(-1) & t(c.in_cyanide)  # (m, k): C +2 and N -3 there
     centre_charge = torch.where(
-        polyanion, t(c.centre_state).to(dtype), t(c.centre_otherwise).to(dtype)
+        by_cyanide,
+        t(c.cyanide_state).to(dtype),
+        torch.where(polyanion, t(c.centre_state).to(dtype), t(c.centre_otherwise).to(dtype)),
     )
-    nitrogen = t(c.centres == _NITROGEN)
-    centre_charge = torch.where(  # cyanide: C +2, N -3 (its anion state)
-        cyanide.unsqueeze(-1) & is_carbon,
-        torch.tensor(float(CYANIDE_CARBON_STATE), dtype=dtype),
-        torch.where(
-            cyanide.unsqueeze(-1) & nitrogen,
-            torch.tensor(float(ANION_STATES["N"]), dtype=dtype),
-            centre_charge,
-        ),
-    )
-    fixed_centre = polyanion | (cyanide.unsqueeze(-1) & is_carbon)  # (m, k)
+    fixed_centre = polyanion | by_cyanide  # (m, k): not redox active there
     at_centres = fractions[:, t(c.centres)]
     fixed_table = t(np.stack([c.fixed, np.minimum(c.fixed, 0.0)]).T).to(dtype)  # (103, 2)
     sums = fractions @ fixed_table

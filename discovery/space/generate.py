@@ -72,9 +72,7 @@ class TemplateError(SpaceError):
 
 
 # --------------------------------------------------------------------------------------------
-# Oxidation states
-
-# The tables live in discovery.chemistry.oxidation (shared with the redox features).
+# Oxidation states (the tables: discovery.chemistry.oxidation, shared with the redox features)
 
 #: Tolerance of the charge-balance test, in elementary charges per formula unit.
 _CHARGE_TOL = 1e-6
