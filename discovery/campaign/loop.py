@@ -761,6 +761,9 @@ class Campaign:
         initial = self.spec.initial_data
         parts = [known.assign(fidelity=initial.fidelity if initial is not None else "")]
         if len(results):
+            # In a fixed order, not the order answers arrived (which depends on which jobs a poll
+            # found finished): the same answers train the same model on every run.
+            results = results.sort_values(["round", "candidate_id", "fidelity"], kind="stable")
             answered = results[
                 ["candidate_id", *_CORE, "fidelity", *[t for t in self.targets if t in results]]
             ]
