@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from discovery.campaign import Campaign, campaign_status, export_campaign, load_campaign
@@ -238,6 +239,38 @@ def test_a_second_answer_in_one_collect_is_logged_not_recorded(
     assert set(results["candidate_id"]) == {
         json.loads(d)["candidate_id"] for d in duplicates["detail"]
     }
+
+
+class _Reversed(ReplayOracle):
+    """Hands back each collect's answers in reverse: the same answers, another arrival order."""
+
+    def collect(self, job_ids: Sequence[str]) -> list[Result]:
+        return super().collect(job_ids)[::-1]
+
+
+def test_training_does_not_depend_on_the_order_answers_arrive(
+    campaign_file: Path, tmp_path: Path
+) -> None:
+    table = synthetic_electrodes(n_frameworks=90)
+    spec = load_campaign(campaign_file)
+    runs = {}
+    for name, oracle in (("forward", ReplayOracle(table)), ("reversed", _Reversed(table))):
+        workdir = tmp_path / name
+        Campaign(spec, base_dir=campaign_file.parent, workdir=workdir, oracle=oracle).run()
+        ledger = Ledger(workdir / "ledger.sqlite")
+        runs[name] = (ledger.results(("ok",)), ledger.proposals(), workdir)
+        ledger.close()
+    (forward, proposed, first), (backward, proposed_again, second) = runs.values()
+    # The answers did arrive in another order ...
+    assert list(forward["candidate_id"]) != list(backward["candidate_id"])
+    assert sorted(forward["candidate_id"]) == sorted(backward["candidate_id"])
+    # ... yet every round trained the same model and proposed the same candidates.
+    assert list(proposed["candidate_id"]) == list(proposed_again["candidate_id"])
+    for model_dir in sorted((first / "models").iterdir()):
+        a = torch.load(model_dir / "weights.pt", weights_only=True)
+        b = torch.load(second / "models" / model_dir.name / "weights.pt", weights_only=True)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), model_dir.name
 
 
 def test_corrupted_ledger_is_detected_not_reset(campaign_file: Path, tmp_path: Path) -> None:

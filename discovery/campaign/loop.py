@@ -60,6 +60,10 @@ RESUMABLE_CHANGES = ("budget", "compute", "workdir")
 #: Oracle settings that may change on resume (how calls are retried, not who answers).
 RESUMABLE_ORACLE_SETTINGS = ("attempts", "retry_backoff_s", "timeout_s")
 _CORE = ("working_ion", "formula_charge", "formula_discharge")
+#: Measured rows reach the surrogate and the acquisition's baseline in this order, not in the
+#: order answers arrived (which depends on which jobs a poll found finished): the same answers
+#: give the same model and the same proposals on every run.
+_ANSWER_ORDER = ("round", "candidate_id", "fidelity")
 T = TypeVar("T")
 
 
@@ -761,9 +765,7 @@ class Campaign:
         initial = self.spec.initial_data
         parts = [known.assign(fidelity=initial.fidelity if initial is not None else "")]
         if len(results):
-            # In a fixed order, not the order answers arrived (which depends on which jobs a poll
-            # found finished): the same answers train the same model on every run.
-            results = results.sort_values(["round", "candidate_id", "fidelity"], kind="stable")
+            results = results.sort_values(list(_ANSWER_ORDER), kind="stable")
             answered = results[
                 ["candidate_id", *_CORE, "fidelity", *[t for t in self.targets if t in results]]
             ]
@@ -836,7 +838,8 @@ class Campaign:
         from discovery.campaign.report import history
 
         frame = history(self.ledger)
-        return frame[frame["status"] == "ok"].reset_index(drop=True)
+        ok = frame[frame["status"] == "ok"].sort_values(list(_ANSWER_ORDER), kind="stable")
+        return ok.reset_index(drop=True)
 
     def _propose(self, round_: int, size: int) -> list[dict[str, Any]]:
         if size <= 0:
