@@ -248,7 +248,7 @@ class _Reversed(ReplayOracle):
         return super().collect(job_ids)[::-1]
 
 
-def test_training_does_not_depend_on_the_order_answers_arrive(
+def test_models_and_proposals_do_not_depend_on_the_order_answers_arrive(
     campaign_file: Path, tmp_path: Path
 ) -> None:
     table = synthetic_electrodes(n_frameworks=90)
