@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from discovery.data import load_electrodes, read_table, validate_electrodes, write_table
-from discovery.data.splits import group_split, random_split
+from discovery.data.splits import framework_labels, group_split, random_split
 from discovery.errors import DataValidationError, DiscoveryError, MissingColumnsError
 
 GOOD = """battery_id,working_ion,formula_charge,formula_discharge,average_voltage,capacity_grav
@@ -144,6 +144,25 @@ def test_group_split_never_splits_a_group(sizes: list[int], fraction: float, see
     assert len(train) + len(test) == len(groups)
     assert not set(groups[train]) & set(groups[test])
     assert len(train) > 0 and len(test) > 0
+
+
+def test_framework_labels_join_polymorphs_and_ions_of_one_host() -> None:
+    labels = framework_labels(
+        ["FePO4", "Fe2P2O8", "LiFePO4", "Mo6S8", "Mo6S8", "CoO2"],
+        ["Li", "Na", "Li", "Mg", "Li", "Li"],
+    )
+    # One host composition, however it is written and whichever ion it holds, is one label ...
+    assert labels[0] == labels[1] == labels[2] == "Fe0.1667 O0.6667 P0.1667"
+    assert labels[3] == labels[4]
+    # ... and another composition is another label.
+    assert len(set(labels)) == 3
+    # Grouped on these labels, no host composition is on both sides.
+    train, test = group_split(labels, 0.3, 0)
+    assert not set(labels[train]) & set(labels[test])
+    with pytest.raises(DiscoveryError, match="Co\\(O2"):
+        framework_labels(["Co(O2"], "Li")
+    with pytest.raises(ValueError, match="2 formulas but 1 working ions"):
+        framework_labels(["CoO2", "NiO2"], ["Li"])
 
 
 def test_group_split_is_seeded_and_near_the_fraction() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from discovery.data.fetch import fetch_insertion_electrodes
-from discovery.data.splits import group_split, random_split
+from discovery.data.splits import framework_labels, group_split, random_split
 from discovery.data.table import (
     ELECTRODE_COLUMNS,
     NUMERIC_COLUMNS,
@@ -21,6 +21,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "ValidationReport",
     "fetch_insertion_electrodes",
+    "framework_labels",
     "group_split",
     "load_electrodes",
     "random_split",

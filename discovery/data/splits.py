@@ -1,12 +1,19 @@
-"""Train/test splits that keep every electrode framework (``battery_id``) on one side."""
+"""Train/test splits that keep every electrode framework (``battery_id``) on one side.
+
+:func:`framework_labels` gives a stricter grouping for :func:`group_split`: the framework's
+composition, so that no composition a model saw in training (under another ``battery_id``: a
+polymorph, or the same host with another working ion) reaches the test side.
+"""
 
 from __future__ import annotations
 
-__all__ = ["group_split", "random_split"]
+__all__ = ["framework_labels", "group_split", "random_split"]
 
 from collections.abc import Sequence
 
 import numpy as np
+
+from discovery.chemistry.formula import parse_formula
 
 
 def group_split(
@@ -40,3 +47,24 @@ def random_split(n_rows: int, test_fraction: float, seed: int) -> tuple[np.ndarr
     order = np.random.default_rng(seed).permutation(n_rows)
     n_test = max(1, round(test_fraction * n_rows))
     return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def framework_labels(formula_charge: Sequence[str], working_ion: Sequence[str] | str) -> np.ndarray:
+    """One label per row: the composition of the framework, as atom fractions.
+
+    The framework is the charged formula without its working ion, normalized to one atom
+    (``LiFePO4`` and ``FePO4`` -> ``"Fe0.1667 O0.6667 P0.1667"``, elements sorted). Rows with
+    the same label hold the same framework composition, which a composition-only model cannot tell
+    apart: polymorphs (each its own ``battery_id``) and one host with several working ions
+    (Materials Project gives each ion its own ``battery_id``). Raises
+    :class:`~discovery.errors.FormulaError` for a formula that does not parse.
+    """
+    ions = [working_ion] * len(formula_charge) if isinstance(working_ion, str) else working_ion
+    if len(ions) != len(formula_charge):
+        raise ValueError(f"{len(formula_charge)} formulas but {len(ions)} working ions")
+    labels = np.empty(len(formula_charge), dtype=object)
+    for i, (formula, ion) in enumerate(zip(formula_charge, ions)):
+        amounts = {el: a for el, a in parse_formula(formula).items() if el != ion}
+        total = sum(amounts.values())
+        labels[i] = " ".join(f"{el}{a / total:.4f}" for el, a in sorted(amounts.items()))
+    return labels
