@@ -2,8 +2,9 @@
 
 1. Voltage accuracy on a 10 % test split, random (as Ma et al. 2022), grouped by battery_id, and
    grouped by framework composition (``discovery.data.framework_labels``: no host composition on
-   both sides, whichever polymorph or working ion it came with): MAE, RMSE, per-ion MAE and 95 % interval coverage of the 32-member ensemble, beside a
-   gradient-boosting baseline (scikit-learn HistGradientBoostingRegressor) on the same features.
+   both sides, whichever polymorph or working ion it came with): MAE, RMSE, per-ion MAE and
+   95 % interval coverage of the 32-member ensemble, beside a gradient-boosting baseline
+   (scikit-learn HistGradientBoostingRegressor) on the same features.
    The same for the opt-in piecewise-linear input encoding (``PIECEWISE_LINEAR``).
 2. Retraining after new data (issue 3): train on 90 % of the grouped split's training rows, add
    the other 10 %, then retrain from scratch and by fine-tuning the first model

@@ -62,9 +62,10 @@ def framework_labels(formula_charge: Sequence[str], working_ion: Sequence[str] |
     ions = [working_ion] * len(formula_charge) if isinstance(working_ion, str) else working_ion
     if len(ions) != len(formula_charge):
         raise ValueError(f"{len(formula_charge)} formulas but {len(ions)} working ions")
-    labels = np.empty(len(formula_charge), dtype=object)
-    for i, (formula, ion) in enumerate(zip(formula_charge, ions)):
-        amounts = {el: a for el, a in parse_formula(formula).items() if el != ion}
-        total = sum(amounts.values())
-        labels[i] = " ".join(f"{el}{a / total:.4f}" for el, a in sorted(amounts.items()))
-    return labels
+    labels: dict[tuple[str, str], str] = {}  # each distinct (formula, ion) pair parsed once
+    for pair in zip(formula_charge, ions):
+        if pair not in labels:
+            amounts = {el: a for el, a in parse_formula(pair[0]).items() if el != pair[1]}
+            total = sum(amounts.values())
+            labels[pair] = " ".join(f"{el}{a / total:.4f}" for el, a in sorted(amounts.items()))
+    return np.array([labels[pair] for pair in zip(formula_charge, ions)], dtype=object)
