@@ -159,8 +159,10 @@ def test_framework_labels_join_polymorphs_and_ions_of_one_host() -> None:
     # Grouped on these labels, no host composition is on both sides.
     train, test = group_split(labels, 0.3, 0)
     assert not set(labels[train]) & set(labels[test])
-    with pytest.raises(DiscoveryError, match="Co\\(O2"):
-        framework_labels(["Co(O2"], "Li")
+    with pytest.raises(DiscoveryError, match=r"Co\(O2.*row 1"):
+        framework_labels(["CoO2", "Co(O2"], "Li")
+    with pytest.raises(DiscoveryError, match=r"'Li2'.*row 0: no framework besides the ion Li"):
+        framework_labels(["Li2"], "Li")
     with pytest.raises(ValueError, match="2 formulas but 1 working ions"):
         framework_labels(["CoO2", "NiO2"], ["Li"])
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from discovery.chemistry.formula import parse_formula
+from discovery.errors import FormulaError
 
 
 def group_split(
@@ -57,15 +58,22 @@ def framework_labels(formula_charge: Sequence[str], working_ion: Sequence[str] |
     the same label hold the same framework composition, which a composition-only model cannot tell
     apart: polymorphs (each its own ``battery_id``) and one host with several working ions
     (Materials Project gives each ion its own ``battery_id``). Raises
-    :class:`~discovery.errors.FormulaError` for a formula that does not parse.
+    :class:`~discovery.errors.FormulaError`, naming the row (0-based), for a formula that does not
+    parse or holds nothing but the working ion.
     """
     ions = [working_ion] * len(formula_charge) if isinstance(working_ion, str) else working_ion
     if len(ions) != len(formula_charge):
         raise ValueError(f"{len(formula_charge)} formulas but {len(ions)} working ions")
     labels: dict[tuple[str, str], str] = {}  # each distinct (formula, ion) pair parsed once
-    for pair in zip(formula_charge, ions):
+    for row, pair in enumerate(zip(formula_charge, ions)):
         if pair not in labels:
-            amounts = {el: a for el, a in parse_formula(pair[0]).items() if el != pair[1]}
+            try:
+                parsed = parse_formula(pair[0])
+            except FormulaError as err:
+                raise FormulaError(pair[0], f"row {row}: {err.reason}") from err
+            amounts = {el: a for el, a in parsed.items() if el != pair[1]}
             total = sum(amounts.values())
+            if total <= 0:
+                raise FormulaError(pair[0], f"row {row}: no framework besides the ion {pair[1]}")
             labels[pair] = " ".join(f"{el}{a / total:.4f}" for el, a in sorted(amounts.items()))
     return np.array([labels[pair] for pair in zip(formula_charge, ions)], dtype=object)
