@@ -149,6 +149,25 @@ def test_a_changed_campaign_is_refused_on_resume(campaign_file: Path, tmp_path: 
     assert Campaign.from_file(campaign_file, workdir=workdir).run().oracle_calls == 10
 
 
+def test_a_project_folder_moved_whole_resumes(campaign_file: Path, tmp_path: Path) -> None:
+    # The campaign file, its table and the work directory move together (a renamed project
+    # folder, a copy to another machine): the recorded absolute paths all change, their places
+    # relative to the work directory do not.
+    before, after = tmp_path / "project", tmp_path / "renamed"
+    before.mkdir()
+    for name in ("campaign.yaml", "electrodes.csv"):
+        (tmp_path / name).rename(before / name)
+    Campaign.from_file(before / "campaign.yaml", workdir=before / "run").run(max_rounds=1)
+    before.rename(after)
+    outcome = Campaign.from_file(after / "campaign.yaml", workdir=after / "run").run()
+    assert (outcome.state, outcome.oracle_calls) == ("finished", TOTAL_CALLS)
+    # A table moved on its own is another campaign's table, moved or not.
+    (after / "electrodes.csv").rename(tmp_path / "electrodes.csv")
+    (after / "campaign.yaml").write_text(CAMPAIGN.replace("electrodes.csv", "../electrodes.csv"))
+    with pytest.raises(DiscoveryError, match="different initial_data, oracle, space"):
+        Campaign.from_file(after / "campaign.yaml", workdir=after / "run").run()
+
+
 def test_a_workdir_from_before_newer_fields_resumes(campaign_file: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "run"
     Campaign.from_file(campaign_file, workdir=workdir).run(max_rounds=1)

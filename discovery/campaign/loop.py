@@ -31,6 +31,7 @@ __all__ = ["Campaign", "RunOutcome"]
 
 import json
 import math
+import os
 import shutil
 import threading
 import time
@@ -197,10 +198,13 @@ class Campaign:
             self.ledger.log("created", name=self.spec.name)
             return
         stored = _with_new_defaults(stored, self.spec)
+        moved, here = _portable(stored), _portable(current)
         changed = sorted(
             k
             for k in set(stored) | set(current)
-            if k not in RESUMABLE_CHANGES and _who(stored, k) != _who(current, k)
+            if k not in RESUMABLE_CHANGES
+            and _who(stored, k) != _who(current, k)
+            and _who(moved, k) != _who(here, k)
         )
         if changed:
             raise DiscoveryError(
@@ -1127,6 +1131,31 @@ def _check_writable(workdir: Path, min_free_mb: float = 0.0) -> None:
             f"{workdir}: only {free_mb:,.1f} MB free on its file system, the campaign needs "
             f"compute.min_free_mb = {min_free_mb:g} MB; free space or lower the setting"
         )
+
+
+def _portable(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec dump whose file paths are relative to its work directory.
+
+    Loaded specs hold absolute paths, so a project folder moved or copied whole (campaign file,
+    tables and work directory together) changes every path but none of these relative ones.
+    Resume accepts a section that matches either way.
+    """
+    workdir = spec.get("workdir")
+    if not isinstance(workdir, str):
+        return spec
+
+    def rel(section: Any, key: str) -> Any:
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            return {**section, key: os.path.relpath(section[key], workdir)}
+        return section
+
+    out = dict(spec)
+    out["space"] = rel(out.get("space"), "path")
+    out["initial_data"] = rel(out.get("initial_data"), "path")
+    oracle = out.get("oracle")
+    if isinstance(oracle, dict):
+        out["oracle"] = {**oracle, "options": rel(oracle.get("options"), "path")}
+    return out
 
 
 def _who(spec: dict[str, Any], key: str) -> Any:
