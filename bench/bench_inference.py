@@ -4,8 +4,9 @@ The feature rows are the shared table's rows repeated to one million; the model 
 architecture (weights after two epochs: throughput does not depend on the weight values). Peak
 memory is the peak resident set of this process, which runs nothing else.
 
-Run: ``python -m bench.bench_inference [--rows N] [--piecewise-linear]`` (the second: the opt-in
-input encoding, :data:`bench.bench_surrogate.PIECEWISE_LINEAR`).
+Run: ``python -m bench.bench_inference [--rows N] [--encoding mixed|piecewise_linear]`` (the
+opt-in input encodings: ``input_encoding="mixed"``, or
+:data:`bench.bench_surrogate.PIECEWISE_LINEAR`).
 """
 
 from __future__ import annotations
@@ -29,14 +30,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--members", type=int, default=32)
-    parser.add_argument("--piecewise-linear", action="store_true", help="the opt-in encoding")
+    parser.add_argument(
+        "--encoding",
+        choices=("standard", "mixed", "piecewise_linear"),
+        default="standard",
+        help="the input encoding (default: standard)",
+    )
     args = parser.parse_args(argv)
 
     frame = load_electrodes(shared_csv_or_exit(), drop_invalid=True)
     features = electrode_features(frame)
     config = replace(EnsembleConfig(), members=args.members, max_epochs=2)
-    if args.piecewise_linear:
+    if args.encoding == "piecewise_linear":
         config = replace(config, **PIECEWISE_LINEAR)
+    elif args.encoding == "mixed":
+        config = replace(config, input_encoding="mixed")
     model = DeepEnsemble(config).fit(
         features.values,
         frame["average_voltage"].to_numpy(),
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ["seconds", "rows/s", "input GiB", "peak RSS GiB"],
         [[seconds, figures["rows_per_s"], figures["input_gib"], figures["peak_rss_gib"]]],
     )
-    name = "inference-piecewise-linear" if args.piecewise_linear else "inference"
+    name = "inference" if args.encoding == "standard" else f"inference-{args.encoding}"
     print(f"figures saved to {save(name, figures)}")
     return figures
 

@@ -5,16 +5,17 @@
    both sides, whichever polymorph or working ion it came with): MAE, RMSE, per-ion MAE and
    95 % interval coverage of the 32-member ensemble, beside a gradient-boosting baseline
    (scikit-learn HistGradientBoostingRegressor) on the same features.
-   The same for the opt-in piecewise-linear input encoding (``PIECEWISE_LINEAR``).
+   The same for the opt-in input encodings: ``input_encoding="mixed"`` (half the members on
+   the piecewise-linear encoding) and the piecewise-linear one (``PIECEWISE_LINEAR``).
 2. Retraining after new data (issue 3): train on 90 % of the grouped split's training rows, add
    the other 10 %, then retrain from scratch and by fine-tuning the first model
    (:func:`discovery.surrogate.warm_start_config`); test MAE, coverage and seconds side by side.
 3. Training wall time of the 32 stacked members against the same 32 members trained one after
    another.
 
-4. With ``--split-seeds N``: the default ensemble against gradient boosting on N more split
-   seeds of each kind, the mean paired MAE difference and on how many splits the ensemble is
-   ahead (one split's MAE is noisy).
+4. With ``--split-seeds N``: the default and the mixed ensemble against gradient boosting on N
+   more split seeds of each kind, the mean paired MAE difference and on how many splits the
+   ensemble is ahead (one split's MAE is noisy).
 
 Run: ``python -m bench.bench_surrogate [--quick] [--split-seeds N]`` (``make bench`` runs every
 benchmark, without extra split seeds).
@@ -59,8 +60,15 @@ def _fit(
 
 
 def accuracy(
-    frame: pd.DataFrame, x: np.ndarray, names: tuple[str, ...], config: EnsembleConfig, seed: int
+    frame: pd.DataFrame,
+    x: np.ndarray,
+    names: tuple[str, ...],
+    configs: dict[str, EnsembleConfig],
+    seed: int,
 ) -> dict[str, Any]:
+    """Each config's ensemble and gradient boosting (fitted once per split) on the three test
+    splits of ``seed``; keyed ``split`` for the first config and ``split (label)`` for the
+    others."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     y = frame[TARGET].to_numpy(dtype=np.float32)
@@ -74,31 +82,31 @@ def accuracy(
     }
     results: dict[str, Any] = {}
     for name, (train, test) in splits.items():
-        start = time.perf_counter()
-        model = _fit(config, x[train], y[train], groups[train], names)
-        seconds = time.perf_counter() - start
-        pred = model.predict(x[test])
-        mean, std = pred.column(TARGET)
-        err = mean - y[test]
         gbm = HistGradientBoostingRegressor(max_iter=1000, learning_rate=0.05, random_state=seed)
         gbm.fit(x[train], y[train])
         gbm_err = gbm.predict(x[test]) - y[test]
-        per_ion = {
-            ion: float(np.abs(err[ions[test] == ion]).mean()) for ion in sorted(set(ions[test]))
-        }
-        results[name] = {
-            "train_rows": len(train),
-            "test_rows": len(test),
-            "mae_v": float(np.abs(err).mean()),
-            "rmse_v": float(np.sqrt((err**2).mean())),
-            "coverage95": float((np.abs(err) <= 1.96 * std).mean()),
-            "calibration_scale": float(model.calibration_scale[0]),
-            "epochs": model.history.epochs,
-            "train_seconds": seconds,
-            "gbm_mae_v": float(np.abs(gbm_err).mean()),
-            "gbm_rmse_v": float(np.sqrt((gbm_err**2).mean())),
-            "per_ion_mae_v": per_ion,
-        }
+        for i, (label, config) in enumerate(configs.items()):
+            start = time.perf_counter()
+            model = _fit(config, x[train], y[train], groups[train], names)
+            seconds = time.perf_counter() - start
+            mean, std = model.predict(x[test]).column(TARGET)
+            err = mean - y[test]
+            per_ion = {
+                ion: float(np.abs(err[ions[test] == ion]).mean()) for ion in sorted(set(ions[test]))
+            }
+            results[f"{name} ({label})" if i else name] = {
+                "train_rows": len(train),
+                "test_rows": len(test),
+                "mae_v": float(np.abs(err).mean()),
+                "rmse_v": float(np.sqrt((err**2).mean())),
+                "coverage95": float((np.abs(err) <= 1.96 * std).mean()),
+                "calibration_scale": float(model.calibration_scale[0]),
+                "epochs": model.history.epochs,
+                "train_seconds": seconds,
+                "gbm_mae_v": float(np.abs(gbm_err).mean()),
+                "gbm_rmse_v": float(np.sqrt((gbm_err**2).mean())),
+                "per_ion_mae_v": per_ion,
+            }
     return results
 
 
@@ -106,18 +114,18 @@ def split_seeds(
     frame: pd.DataFrame,
     x: np.ndarray,
     names: tuple[str, ...],
-    config: EnsembleConfig,
+    configs: dict[str, EnsembleConfig],
     seeds: list[int],
 ) -> dict[str, Any]:
-    """Ensemble against gradient boosting on the test splits of several split seeds.
+    """Ensembles against gradient boosting on the test splits of several split seeds.
 
     One 10 % split gives a noisy MAE (about 420 test rows); the paired difference over several
-    splits says whether one model is ahead on this data or only on that split. The ensemble's
-    own seed stays ``config.seed``.
+    splits says whether one model is ahead on this data or only on that split. The ensembles'
+    own seeds stay their configs' ``seed``.
     """
     rows: dict[str, list[dict[str, float]]] = {}
     for seed in seeds:
-        for name, fig in accuracy(frame, x, names, config, seed).items():
+        for name, fig in accuracy(frame, x, names, configs, seed).items():
             rows.setdefault(name, []).append(
                 {"seed": seed, "mae_v": fig["mae_v"], "gbm_mae_v": fig["gbm_mae_v"]}
             )
@@ -226,11 +234,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
 
     figures: dict[str, Any] = {"config": config.__dict__}
-    acc = accuracy(frame, features.values, features.names, config, args.seed)
-    # The opt-in encoding (docs/surrogate.md) on the same splits, beside the default.
-    encoded = replace(config, **PIECEWISE_LINEAR)
-    acc_pl = accuracy(frame, features.values, features.names, encoded, args.seed)
-    acc.update({f"{k} (piecewise-linear)": v for k, v in acc_pl.items()})
+    # The opt-in encodings (docs/surrogate.md) on the same splits, beside the default.
+    mixed = {"": config, "mixed": replace(config, input_encoding="mixed")}
+    configs = {**mixed, "piecewise-linear": replace(config, **PIECEWISE_LINEAR)}
+    acc = accuracy(frame, features.values, features.names, configs, args.seed)
     print_table(
         "Voltage on a 10 % test split (V)",
         ["split", "MAE", "RMSE", "95% cov", "GBM MAE", "GBM RMSE", "epochs", "train s"],
@@ -256,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     if args.split_seeds:
         seeds = list(range(args.seed + 1, args.seed + 1 + args.split_seeds))
-        by_seed = split_seeds(frame, features.values, features.names, config, seeds)
+        by_seed = split_seeds(frame, features.values, features.names, mixed, seeds)
         print_table(
             f"Ensemble against gradient boosting on {len(seeds)} more split seeds (MAE, V)",
             ["split", "ensemble", "GBM", "difference", "sd", "ensemble ahead"],

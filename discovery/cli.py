@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -114,6 +114,18 @@ def data_fetch(
     typer.echo(f"wrote {len(frame)} voltage pairs for {', '.join(wanted)} to {out}")
 
 
+#: ``discover train --encoding``: the EnsembleConfig settings of each input encoding.
+_TRAIN_ENCODINGS: dict[str, dict[str, Any]] = {
+    "standard": {},
+    "mixed": {"input_encoding": "mixed"},
+    "piecewise_linear": {
+        "input_encoding": "piecewise_linear",
+        "shared_first_layer": True,
+        "hidden": (256, 96, 96),
+    },
+}
+
+
 @app.command()
 @_user_errors
 def train(
@@ -125,6 +137,14 @@ def train(
         str, typer.Option(help="Learned targets, comma-separated column names.")
     ] = "average_voltage",
     max_epochs: Annotated[int, typer.Option(min=1, help="Upper bound on epochs.")] = 80,
+    encoding: Annotated[
+        str,
+        typer.Option(
+            help="Input encoding: 'standard', 'mixed' (half the members on a piecewise-linear "
+            "encoding: more accurate on one fidelity's data, docs/surrogate.md) or "
+            "'piecewise_linear'."
+        ),
+    ] = "standard",
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="Drop invalid rows instead of failing.")
     ] = False,
@@ -133,6 +153,10 @@ def train(
     from discovery.data import load_electrodes
     from discovery.surrogate import EnsembleConfig, train_electrode_model
 
+    if encoding not in _TRAIN_ENCODINGS:
+        raise DiscoveryError(
+            f"--encoding: expected one of {', '.join(_TRAIN_ENCODINGS)}, got {encoding!r}"
+        )
     frame = load_electrodes(data, drop_invalid=drop_invalid)
     typer.echo(frame.attrs["validation"])
     groups = frame["battery_id"].nunique()
@@ -141,7 +165,9 @@ def train(
             f"{data}: {len(frame)} valid row(s) of {groups} battery_id(s); training needs at least "
             f"{MIN_TRAINING_ROWS} rows of at least 2 different battery_ids (frameworks)"
         )
-    config = EnsembleConfig(members=members, seed=seed, max_epochs=max_epochs)
+    config = EnsembleConfig(
+        members=members, seed=seed, max_epochs=max_epochs, **_TRAIN_ENCODINGS[encoding]
+    )
     target_list = [t.strip() for t in targets.split(",") if t.strip()]
     model = train_electrode_model(frame, targets=target_list, config=config)
     model.save(out)

@@ -149,6 +149,20 @@ def test_a_changed_campaign_is_refused_on_resume(campaign_file: Path, tmp_path: 
     assert Campaign.from_file(campaign_file, workdir=workdir).run().oracle_calls == 10
 
 
+def test_a_campaign_can_mix_input_encodings(campaign_file: Path, tmp_path: Path) -> None:
+    campaign_file.write_text(
+        CAMPAIGN.replace("surrogate: {", "surrogate: {input_encoding: mixed, ")
+    )
+    workdir = tmp_path / "run"
+    outcome = Campaign.from_file(campaign_file, workdir=workdir).run(max_rounds=3)
+    assert outcome.oracle_calls == TOTAL_CALLS
+    for checkpoint in ("round-001", "round-002"):  # the second one fine-tuned from the first
+        manifest = json.loads((workdir / "models" / checkpoint / "manifest.json").read_text())
+        assert manifest["config"]["input_encoding"] == "mixed"
+        assert manifest["config"]["members"] == 4
+    assert manifest["metadata"]["retraining"] == "warm-start"
+
+
 def test_a_project_folder_moved_whole_resumes(campaign_file: Path, tmp_path: Path) -> None:
     # The campaign file, its table and the work directory move together (a renamed project
     # folder, a copy to another machine): the recorded absolute paths all change, their places

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,21 @@ def test_train_then_predict(trained_model: tuple[Path, Path]) -> None:
         predicted.energy_grav, predicted.voltage_mean * predicted.capacity_grav
     )
     assert (predicted.voltage_std > 0).all()
+
+
+def test_train_takes_an_input_encoding(trained_model: tuple[Path, Path]) -> None:
+    root, _ = trained_model
+    data, out = str(root / "train.csv"), str(root / "mixed")
+    code, _, err = _invoke(
+        "train", "--data", data, "--out", out, "--members", "3", "--max-epochs", "2",
+        "--encoding", "mixed",
+    )  # fmt: skip
+    assert code == 0, err
+    config = json.loads((root / "mixed" / "manifest.json").read_text())["config"]
+    assert (config["input_encoding"], config["members"]) == ("mixed", 3)
+    code, _, err = _invoke("train", "--data", data, "--out", out, "--encoding", "quantile")
+    assert code == 2
+    assert "--encoding: expected one of standard, mixed, piecewise_linear, got 'quantile'" in err
 
 
 def test_predict_warns_about_unseen_ions(trained_model: tuple[Path, Path]) -> None:

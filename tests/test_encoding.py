@@ -128,3 +128,73 @@ def test_a_model_of_another_encoding_is_retrained_from_scratch() -> None:
     assert "input_encoding" in model.metadata["warm_start_refused"]
     warm = retrain_electrode_model(table, model, config=replace(ENCODED, hidden=(16,)))
     assert warm.metadata["retraining"] == "warm-start"
+
+
+MIXED = replace(ENCODED, input_encoding="mixed", members=5, encoded_first_width=48)
+
+
+@pytest.fixture(scope="module")
+def mixed() -> DeepEnsemble:
+    x, y, groups = _data(800, 0)
+    return DeepEnsemble(MIXED).fit(x, y, feature_names=NAMES, target_names=["v"], groups=groups)
+
+
+def test_a_mixed_ensemble_has_plain_and_encoded_members(mixed: DeepEnsemble) -> None:
+    plain, encoded_tower = mixed._require_net().towers
+    used = len(mixed._used)
+    # ceil(5 / 2) = 3 members on the standardized features, their first layers their own ...
+    assert plain.encoder is None and tuple(plain.weights[0].shape) == (3, used, 64)
+    # ... and 2 on the piecewise-linear encoding, through one shared 48-unit first layer
+    assert encoded_tower.encoder is not None
+    assert tuple(encoded_tower.weights[0].shape) == (1, used * MIXED.encoding_bins, 48)
+    assert tuple(encoded_tower.weights[1].shape) == (2, 48, 32)
+    x, y, _ = _data(1000, 1)
+    means, _ = mixed.member_moments(torch.from_numpy(x))
+    assert means.shape == (5, 1000, 1)
+    for member in means:  # every member learned the step and the kink
+        assert float((member[:, 0] - torch.from_numpy(y)).abs().mean()) < 0.2 * float(y.std())
+    pred = mixed.predict(x)
+    np.testing.assert_allclose(pred.mean[:, 0], means.mean(0)[:, 0].numpy(), rtol=1e-5, atol=1e-5)
+    inside = np.abs(pred.mean[:, 0] - y) <= 1.96 * pred.std[:, 0]
+    assert 0.88 <= inside.mean() <= 0.995
+
+
+def test_a_mixed_ensemble_saves_loads_fine_tunes_and_serves_botorch(
+    mixed: DeepEnsemble, tmp_path: Path
+) -> None:
+    x, y, groups = _data(300, 4)
+    loaded = DeepEnsemble.load(mixed.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict(x).mean, mixed.predict(x).mean)
+    assert (
+        json.loads((tmp_path / "m" / "manifest.json").read_text())["config"]["input_encoding"]
+        == "mixed"
+    )
+    # fine-tuning starts from the loaded weights: zero epochs leave them as they were
+    same = DeepEnsemble(replace(MIXED, max_epochs=0)).fit(
+        x, y, feature_names=NAMES, target_names=["v"], groups=groups, init=loaded
+    )
+    np.testing.assert_allclose(same.predict(x).mean, mixed.predict(x).mean, rtol=1e-5)
+    tuned = DeepEnsemble(replace(MIXED, max_epochs=3, learning_rate=1e-3)).fit(
+        x, y, feature_names=NAMES, target_names=["v"], groups=groups, init=loaded
+    )
+    assert not np.array_equal(tuned.predict(x).mean, mixed.predict(x).mean)
+    with pytest.raises(ValueError, match="encoded_first_width 48 != 256"):
+        DeepEnsemble(replace(MIXED, encoded_first_width=256)).fit(
+            x, y, feature_names=NAMES, target_names=["v"], groups=groups, init=loaded
+        )
+    q = torch.from_numpy(x[:5]).double().unsqueeze(1).requires_grad_(True)
+    posterior = EnsembleModel(loaded).posterior(q)
+    np.testing.assert_allclose(
+        posterior.mean.detach().numpy()[:, 0, 0], loaded.predict(x[:5]).mean[:, 0], rtol=1e-4
+    )
+    posterior.mean.sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all() and q.grad.abs().sum() > 0
+
+
+def test_mixed_config_checks() -> None:
+    with pytest.raises(ValueError, match="members >= 2"):
+        EnsembleConfig(input_encoding="mixed", members=1)
+    with pytest.raises(ValueError, match="stop_on='ensemble_mae'"):
+        EnsembleConfig(input_encoding="mixed", stop_on="nll")
+    with pytest.raises(ValueError, match="encoded_first_width"):
+        EnsembleConfig(input_encoding="mixed", encoded_first_width=0)

@@ -727,6 +727,16 @@ class SurrogateSpec(BaseModel):
     weight_decay: float = Field(
         default=1e-4, ge=0, description="AdamW decoupled weight decay. Default: 0.0001."
     )
+    input_encoding: Literal["standard", "mixed", "piecewise_linear"] = Field(
+        default="standard",
+        description=(
+            "How the network sees its inputs: 'standard' (standardized features), 'mixed' (half "
+            "the members on a piecewise-linear encoding of them, with a shared 256-unit first "
+            "layer: more accurate on one fidelity's data, slower to score, docs/surrogate.md) or "
+            "'piecewise_linear' (every member; the first hidden layer shared). The encoded "
+            "members learn an offset between fidelities from few rows badly. Default: 'standard'."
+        ),
+    )
     fidelities: list[str] | None = Field(
         default=None,
         min_length=1,
@@ -757,6 +767,8 @@ class SurrogateSpec(BaseModel):
     @model_validator(mode="after")
     def _target_listed(self) -> SurrogateSpec:
         problems: list[tuple[Loc, str]] = []
+        if self.input_encoding == "mixed" and self.members < 2:
+            problems.append((("members",), "input_encoding 'mixed' needs at least 2 members"))
         if self.fidelities is not None:
             problems += [
                 (("fidelities", i), f"{self.fidelities[i]!r} is listed twice")
@@ -804,6 +816,8 @@ class SurrogateSpec(BaseModel):
         return EnsembleConfig(
             members=self.members,
             hidden=tuple(self.hidden),
+            input_encoding=self.input_encoding,
+            shared_first_layer=self.input_encoding == "piecewise_linear",
             max_epochs=self.max_epochs,
             patience=self.patience,
             batch_size=self.batch_size,

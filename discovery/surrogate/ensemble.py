@@ -55,7 +55,7 @@ _MIN_VAR = 1e-6
 
 
 _STOP_CRITERIA = ("ensemble_mae", "mse", "nll")
-_ENCODINGS = ("piecewise_linear", "standard")
+_ENCODINGS = ("mixed", "piecewise_linear", "standard")
 #: Config fields that shape the network's weights (a fine-tuned model must share them).
 NETWORK_SHAPE = (
     "members",
@@ -64,6 +64,7 @@ NETWORK_SHAPE = (
     "input_encoding",
     "encoding_bins",
     "shared_first_layer",
+    "encoded_first_width",
 )
 
 
@@ -89,6 +90,12 @@ class EnsembleConfig:
             its piecewise-linear encoding over the quantile bins of its training values (equal
             edges merged). More accurate on the shared data, but it learns a fidelity offset from
             few rows badly (docs/surrogate.md), so it is not the default.
+            ``"mixed"``: the first ``ceil(members / 2)`` members take the standardized features
+            through ``hidden``; the others take the piecewise-linear encoding through a first
+            layer of ``encoded_first_width`` units that they share (as ``shared_first_layer``)
+            and then ``hidden[1:]``. The two kinds err differently, so their mixture is more
+            accurate than either (docs/surrogate.md); needs ``members >= 2`` and
+            ``stop_on="ensemble_mae"``.
         encoding_bins: quantile bins per feature of the piecewise-linear encoding.
         shared_first_layer: one first-layer weight matrix for all members (computed once per
             row), with a member-wise ±1 scale of its outputs and member-wise biases; needs
@@ -132,6 +139,7 @@ class EnsembleConfig:
     input_encoding: str = "standard"
     encoding_bins: int = 8
     shared_first_layer: bool = False
+    encoded_first_width: int = 256
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -155,6 +163,14 @@ class EnsembleConfig:
             )
         if not 2 <= self.encoding_bins <= 64:
             raise ValueError(f"encoding_bins must be in [2, 64], got {self.encoding_bins}")
+        if self.input_encoding == "mixed" and (self.members < 2 or self.stop_on != "ensemble_mae"):
+            raise ValueError(
+                "input_encoding='mixed' needs members >= 2 and stop_on='ensemble_mae' (its encoded "
+                f"members share a first layer), got members={self.members}, "
+                f"stop_on={self.stop_on!r}"
+            )
+        if self.encoded_first_width < 1:
+            raise ValueError(f"encoded_first_width must be >= 1, got {self.encoded_first_width}")
         if self.shared_first_layer and self.stop_on != "ensemble_mae":
             raise ValueError(
                 "shared_first_layer needs stop_on='ensemble_mae' (members that stop at their own "
@@ -298,6 +314,11 @@ class _StackedMLP(nn.Module):
                 signs = torch.randint(0, 2, self.first_scale.shape, generator=generator)
                 self.first_scale.copy_(signs * 2.0 - 1.0)
 
+    def fit_encoder(self, x: Tensor) -> None:
+        """Fit the input encoding (if any) to the standardized training rows ``x``."""
+        if self.encoder is not None:
+            self.encoder.fit(x)
+
     def forward(self, x: Tensor) -> Tensor:
         """``x``: (N, d) standardized inputs shared by all members -> (M, N, 2T) raw outputs."""
         if self.encoder is not None:
@@ -320,6 +341,27 @@ class _StackedMLP(nn.Module):
                 a = nn.functional.dropout(a, self.dropout, self.training)
             z = torch.baddbmm(b.unsqueeze(1), a, w)
         return z
+
+
+class _Towers(nn.Module):
+    """Several :class:`_StackedMLP` on the same inputs whose members are concatenated in order:
+    (N, d) -> (sum of their M, N, 2T). ``input_encoding="mixed"`` uses two."""
+
+    def __init__(self, towers: Sequence[_StackedMLP]) -> None:
+        super().__init__()
+        self.towers = nn.ModuleList(towers)  # registers their parameters (state_dict "towers.i.")
+        self._typed = tuple(towers)
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        for tower in self._typed:
+            tower.reset_parameters(generator)
+
+    def fit_encoder(self, x: Tensor) -> None:
+        for tower in self._typed:
+            tower.fit_encoder(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([tower(x) for tower in self._typed])
 
 
 @dataclass
@@ -356,7 +398,7 @@ class DeepEnsemble:
         #: ``battery_id`` labels of the training rows of the last :meth:`fit` (saved).
         self.training_groups: tuple[str, ...] = ()
         self._used: np.ndarray = np.zeros(0, dtype=np.int64)
-        self._net: _StackedMLP | None = None
+        self._net: _StackedMLP | _Towers | None = None
         self._scalers: _Scalers | None = None
 
     # ------------------------------------------------------------------ training
@@ -448,8 +490,7 @@ class DeepEnsemble:
         self._net = self._build_net()
         if init is None:
             self._net.reset_parameters(generator)
-            if self._net.encoder is not None:
-                self._net.encoder.fit(xs[train_rows])
+            self._net.fit_encoder(xs[train_rows])
         else:
             self._net.load_state_dict(init._require_net().state_dict())
         self._train(
@@ -575,7 +616,7 @@ class DeepEnsemble:
                 for keep, p in zip(best, net.parameters()):
                     if len(p) == m:
                         keep[improved] = p[improved]
-                    elif bool(improved.any()):  # shared: stop_on="ensemble_mae", all or none
+                    elif bool(improved.any()):  # shared or a tower's: "ensemble_mae", all or none
                         keep.copy_(p)
             if bool((stale >= cfg.patience).all()):
                 break
@@ -817,9 +858,27 @@ class DeepEnsemble:
         return model
 
     # ------------------------------------------------------------------- helpers
-    def _build_net(self) -> _StackedMLP:
+    def _build_net(self) -> _StackedMLP | _Towers:
         """An untrained network shaped by the config, the used features and the targets."""
         cfg = self.config
+        if cfg.input_encoding == "mixed":
+            plain = (cfg.members + 1) // 2
+            shape = (len(self._used), len(self.target_names))
+            return _Towers(
+                [
+                    _StackedMLP(plain, shape[0], cfg.hidden, shape[1], cfg.dropout, cfg.activation),
+                    _StackedMLP(
+                        cfg.members - plain,
+                        shape[0],
+                        (cfg.encoded_first_width, *cfg.hidden[1:]),
+                        shape[1],
+                        cfg.dropout,
+                        cfg.activation,
+                        cfg.encoding_bins,
+                        shared_first=True,
+                    ),
+                ]
+            )
         return _StackedMLP(
             cfg.members,
             len(self._used),
@@ -831,7 +890,7 @@ class DeepEnsemble:
             cfg.shared_first_layer,
         )
 
-    def _require_net(self) -> _StackedMLP:
+    def _require_net(self) -> _StackedMLP | _Towers:
         if self._net is None:
             raise RuntimeError("the ensemble is not trained; call fit() or load() first")
         return self._net
