@@ -16,6 +16,8 @@ split does, and the MLP stays differentiable in its inputs. With ``shared_first_
 wide first layer is one weight matrix shared by all members, so it is computed once per row;
 each member scales its outputs by its own random signs and adds its own bias (the first-layer
 adapter of BatchEnsemble, Wen et al., ICLR 2020), and every later layer is the member's own.
+``input_encoding="mixed"`` gives half the members each kind of input, as two stacks of weights
+in one network.
 
 Training minimizes the beta-NLL of Seitzer et al. (ICLR 2022, beta = 0.5), which keeps the mean
 fit from being starved by the variance head, under a cosine learning-rate schedule. Early
@@ -97,6 +99,8 @@ class EnsembleConfig:
             accurate than either (docs/surrogate.md); needs ``members >= 2`` and
             ``stop_on="ensemble_mae"``.
         encoding_bins: quantile bins per feature of the piecewise-linear encoding.
+        encoded_first_width: units of the encoded members' shared first layer with
+            ``input_encoding="mixed"`` (unused otherwise).
         shared_first_layer: one first-layer weight matrix for all members (computed once per
             row), with a member-wise ±1 scale of its outputs and member-wise biases; needs
             ``stop_on="ensemble_mae"`` (shared weights keep the epoch all members keep). Meant
