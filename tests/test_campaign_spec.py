@@ -230,6 +230,18 @@ def test_full_campaign_with_every_section(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("encoding", "shared"), [("standard", False), ("mixed", False), ("piecewise_linear", True)]
+)
+def test_the_input_encoding_reaches_the_ensemble(
+    tmp_path: Path, encoding: str, shared: bool
+) -> None:
+    spec = load_campaign(_write(tmp_path, BASE + f"surrogate: {{input_encoding: {encoding}}}\n"))
+    config = spec.surrogate.to_config()
+    # piecewise_linear shares the first hidden layer; mixed shares its encoded members' own
+    assert (config.input_encoding, config.shared_first_layer) == (encoding, shared)
+
+
 def test_continuous_space(tmp_path: Path) -> None:
     text = BASE.replace("[Na, K]", "[Mg]").replace(
         "space:\n  kind: table\n  path: pool.csv\n",
@@ -324,6 +336,20 @@ ERRORS = [
         14,
         "surrogate.membres",
         "unknown field 'membres' (did you mean 'members'?)",
+    ),
+    (
+        "mixed encoding with one member",
+        BASE + "surrogate:\n  members: 1\n  input_encoding: mixed\n",
+        13,
+        "surrogate.members",
+        "input_encoding 'mixed' needs at least 2 members",
+    ),
+    (
+        "unknown input encoding",
+        BASE + "surrogate:\n  input_encoding: quantile\n",
+        13,
+        "surrogate.input_encoding",
+        "expected 'standard', 'mixed' or 'piecewise_linear', got 'quantile'",
     ),
     (
         "unknown field in a space",
