@@ -5,8 +5,7 @@ architecture (weights after two epochs: throughput does not depend on the weight
 memory is the peak resident set of this process, which runs nothing else.
 
 Run: ``python -m bench.bench_inference [--rows N] [--encoding mixed|piecewise_linear]`` (the
-opt-in input encodings: ``input_encoding="mixed"``, or
-:data:`bench.bench_surrogate.PIECEWISE_LINEAR`).
+opt-in input encodings of :data:`discovery.surrogate.ENCODING_PRESETS`).
 """
 
 from __future__ import annotations
@@ -20,10 +19,9 @@ import numpy as np
 import torch
 
 from bench._common import peak_rss_gib, print_table, save, shared_csv_or_exit
-from bench.bench_surrogate import PIECEWISE_LINEAR
 from discovery.data import load_electrodes
 from discovery.features import electrode_features
-from discovery.surrogate import DeepEnsemble, EnsembleConfig
+from discovery.surrogate import ENCODING_PRESETS, DeepEnsemble, EnsembleConfig
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -32,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--members", type=int, default=32)
     parser.add_argument(
         "--encoding",
-        choices=("standard", "mixed", "piecewise_linear"),
+        choices=tuple(ENCODING_PRESETS),
         default="standard",
         help="the input encoding (default: standard)",
     )
@@ -40,11 +38,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     frame = load_electrodes(shared_csv_or_exit(), drop_invalid=True)
     features = electrode_features(frame)
-    config = replace(EnsembleConfig(), members=args.members, max_epochs=2)
-    if args.encoding == "piecewise_linear":
-        config = replace(config, **PIECEWISE_LINEAR)
-    elif args.encoding == "mixed":
-        config = replace(config, input_encoding="mixed")
+    config = replace(
+        EnsembleConfig(), members=args.members, max_epochs=2, **ENCODING_PRESETS[args.encoding]
+    )
     model = DeepEnsemble(config).fit(
         features.values,
         frame["average_voltage"].to_numpy(),

@@ -35,15 +35,11 @@ import torch
 from bench._common import print_table, save, shared_csv_or_exit
 from discovery.data import framework_labels, group_split, load_electrodes, random_split
 from discovery.features import electrode_features
-from discovery.surrogate import DeepEnsemble, EnsembleConfig, warm_start_config
+from discovery.surrogate import ENCODING_PRESETS, DeepEnsemble, EnsembleConfig, warm_start_config
 
 TARGET = "average_voltage"
 #: The opt-in piecewise-linear input encoding with its shared, wider first layer.
-PIECEWISE_LINEAR: dict[str, Any] = {
-    "input_encoding": "piecewise_linear",
-    "shared_first_layer": True,
-    "hidden": (256, 96, 96),
-}
+PIECEWISE_LINEAR: dict[str, Any] = ENCODING_PRESETS["piecewise_linear"]
 
 
 def _fit(
@@ -245,8 +241,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     figures: dict[str, Any] = {"config": config.__dict__}
     # The opt-in encodings (docs/surrogate.md) on the same splits, beside the default.
-    mixed = {"": config, "mixed": replace(config, input_encoding="mixed")}
-    configs = {**mixed, "piecewise-linear": replace(config, **PIECEWISE_LINEAR)}
+    # The default and the mixed encoding are also compared on the extra split seeds.
+    compared = {"": config, "mixed": replace(config, **ENCODING_PRESETS["mixed"])}
+    configs = {**compared, "piecewise-linear": replace(config, **PIECEWISE_LINEAR)}
     acc = accuracy(frame, features.values, features.names, configs, args.seed)
     print_table(
         "Voltage on a 10 % test split (V)",
@@ -273,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     if args.split_seeds:
         seeds = list(range(args.seed + 1, args.seed + 1 + args.split_seeds))
-        by_seed = split_seeds(frame, features.values, features.names, mixed, seeds)
+        by_seed = split_seeds(frame, features.values, features.names, compared, seeds)
         print_table(
             f"Ensemble against gradient boosting on {len(seeds)} more split seeds (MAE, V)",
             ["split", "ensemble", "GBM", "difference", "sd", "ensemble ahead"],
@@ -299,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for k, v in retrain.items()
         ],
     )
-    timing = training_time(frame, features.values, features.names, config, mixed["mixed"])
+    timing = training_time(frame, features.values, features.names, config, compared["mixed"])
     print_table(
         f"Training time, {timing['members']} members on {timing['rows']} rows ({timing['epochs']} epochs)",
         ["stacked s", "one after another s", "ratio", "mixed s", "mixed epochs"],

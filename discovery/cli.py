@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -114,18 +114,6 @@ def data_fetch(
     typer.echo(f"wrote {len(frame)} voltage pairs for {', '.join(wanted)} to {out}")
 
 
-#: ``discover train --encoding``: the EnsembleConfig settings of each input encoding.
-_TRAIN_ENCODINGS: dict[str, dict[str, Any]] = {
-    "standard": {},
-    "mixed": {"input_encoding": "mixed"},
-    "piecewise_linear": {
-        "input_encoding": "piecewise_linear",
-        "shared_first_layer": True,
-        "hidden": (256, 96, 96),
-    },
-}
-
-
 @app.command()
 @_user_errors
 def train(
@@ -151,11 +139,11 @@ def train(
 ) -> None:
     """Train a calibrated deep ensemble on an electrode table and save it as a directory."""
     from discovery.data import load_electrodes
-    from discovery.surrogate import EnsembleConfig, train_electrode_model
+    from discovery.surrogate import ENCODING_PRESETS, EnsembleConfig, train_electrode_model
 
-    if encoding not in _TRAIN_ENCODINGS:
+    if encoding not in ENCODING_PRESETS:
         raise DiscoveryError(
-            f"--encoding: expected one of {', '.join(_TRAIN_ENCODINGS)}, got {encoding!r}"
+            f"--encoding: expected one of {', '.join(ENCODING_PRESETS)}, got {encoding!r}"
         )
     frame = load_electrodes(data, drop_invalid=drop_invalid)
     typer.echo(frame.attrs["validation"])
@@ -166,7 +154,7 @@ def train(
             f"{MIN_TRAINING_ROWS} rows of at least 2 different battery_ids (frameworks)"
         )
     config = EnsembleConfig(
-        members=members, seed=seed, max_epochs=max_epochs, **_TRAIN_ENCODINGS[encoding]
+        members=members, seed=seed, max_epochs=max_epochs, **ENCODING_PRESETS[encoding]
     )
     target_list = [t.strip() for t in targets.split(",") if t.strip()]
     model = train_electrode_model(frame, targets=target_list, config=config)

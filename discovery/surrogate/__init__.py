@@ -18,12 +18,18 @@ from discovery.surrogate.electrode import (
     train_electrode_model,
     warm_start_config,
 )
-from discovery.surrogate.ensemble import DeepEnsemble, EnsembleConfig, Prediction
+from discovery.surrogate.ensemble import (
+    ENCODING_PRESETS,
+    DeepEnsemble,
+    EnsembleConfig,
+    Prediction,
+)
 
 if TYPE_CHECKING:
     from discovery.surrogate.adapter import EnsembleModel
 
 __all__ = [
+    "ENCODING_PRESETS",
     "VOLTAGE",
     "WARM_START",
     "DeepEnsemble",

@@ -30,7 +30,7 @@ quantile).
 
 from __future__ import annotations
 
-__all__ = ["NETWORK_SHAPE", "DeepEnsemble", "EnsembleConfig", "Prediction"]
+__all__ = ["ENCODING_PRESETS", "NETWORK_SHAPE", "DeepEnsemble", "EnsembleConfig", "Prediction"]
 
 import itertools
 import json
@@ -41,7 +41,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -58,6 +58,17 @@ _MIN_VAR = 1e-6
 
 _STOP_CRITERIA = ("ensemble_mae", "mse", "nll")
 _ENCODINGS = ("mixed", "piecewise_linear", "standard")
+#: The :class:`EnsembleConfig` settings of each named input encoding (``discover train
+#: --encoding``): the piecewise-linear one with its shared, wider first layer.
+ENCODING_PRESETS: dict[str, dict[str, Any]] = {
+    "standard": {},
+    "mixed": {"input_encoding": "mixed"},
+    "piecewise_linear": {
+        "input_encoding": "piecewise_linear",
+        "shared_first_layer": True,
+        "hidden": (256, 96, 96),
+    },
+}
 #: Config fields that shape the network's weights (a fine-tuned model must share them).
 NETWORK_SHAPE = (
     "members",
@@ -354,18 +365,20 @@ class _Towers(nn.Module):
     def __init__(self, towers: Sequence[_StackedMLP]) -> None:
         super().__init__()
         self.towers = nn.ModuleList(towers)  # registers their parameters (state_dict "towers.i.")
-        self._typed = tuple(towers)
+
+    def _stacks(self) -> list[_StackedMLP]:
+        return [cast(_StackedMLP, tower) for tower in self.towers]
 
     def reset_parameters(self, generator: torch.Generator) -> None:
-        for tower in self._typed:
+        for tower in self._stacks():
             tower.reset_parameters(generator)
 
     def fit_encoder(self, x: Tensor) -> None:
-        for tower in self._typed:
+        for tower in self._stacks():
             tower.fit_encoder(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([tower(x) for tower in self._typed])
+        return torch.cat([tower(x) for tower in self.towers])
 
 
 @dataclass
