@@ -128,11 +128,11 @@ def train(
     encoding: Annotated[
         str,
         typer.Option(
-            help="Input encoding: 'standard', 'mixed' (half the members on a piecewise-linear "
-            "encoding: more accurate on one fidelity's data, docs/surrogate.md) or "
+            help="Input encoding: 'mixed' (half the members on a piecewise-linear encoding of "
+            "the features, the most accurate, docs/surrogate.md), 'standard' or "
             "'piecewise_linear'."
         ),
-    ] = "standard",
+    ] = "mixed",
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="Drop invalid rows instead of failing.")
     ] = False,

@@ -249,7 +249,7 @@ def test_transfer_split_has_no_battery_id_leakage() -> None:
 def pretrained() -> DeepEnsemble:
     """A small ensemble trained on the Li and Mg rows of the synthetic table."""
     frame = synthetic_electrodes()
-    config = EnsembleConfig(members=4, hidden=(32, 32), max_epochs=20)
+    config = EnsembleConfig(members=4, hidden=(32, 32), max_epochs=20, input_encoding="standard")
     return train_electrode_model(frame[frame["working_ion"] != "Na"], config=config)
 
 
@@ -259,7 +259,12 @@ def test_fine_tuning_starts_from_the_pretrained_model(pretrained: DeepEnsemble) 
     before = pretrained.predict(x)
 
     def tune(**changes: object) -> DeepEnsemble:
-        config = EnsembleConfig(members=4, hidden=(32, 32), learning_rate=1e-3, max_epochs=20)
+        # standard members: on this table a mixed ensemble's 20-row fine-tune never beats its
+        # start on validation, so it keeps the start's weights (as designed); the mechanics
+        # under test are the same
+        config = EnsembleConfig(
+            members=4, hidden=(32, 32), learning_rate=1e-3, max_epochs=20, input_encoding="standard"
+        )
         config = EnsembleConfig(**{**config.__dict__, **changes})
         return train_electrode_model(target.iloc[:20], config=config, init=pretrained)
 

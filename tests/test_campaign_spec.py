@@ -242,6 +242,11 @@ def test_the_input_encoding_reaches_the_ensemble(
     assert (config.input_encoding, config.shared_first_layer) == (encoding, shared)
 
 
+def test_the_default_input_encoding_is_mixed_even_for_one_member(tmp_path: Path) -> None:
+    spec = load_campaign(_write(tmp_path, BASE + "surrogate: {members: 1}\n"))
+    assert spec.surrogate.to_config().input_encoding == "mixed"
+
+
 def test_continuous_space(tmp_path: Path) -> None:
     text = BASE.replace("[Na, K]", "[Mg]").replace(
         "space:\n  kind: table\n  path: pool.csv\n",
@@ -336,13 +341,6 @@ ERRORS = [
         14,
         "surrogate.membres",
         "unknown field 'membres' (did you mean 'members'?)",
-    ),
-    (
-        "mixed encoding with one member",
-        BASE + "surrogate:\n  members: 1\n  input_encoding: mixed\n",
-        13,
-        "surrogate.members",
-        "input_encoding 'mixed' needs at least 2 members",
     ),
     (
         "unknown input encoding",

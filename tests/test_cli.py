@@ -87,15 +87,18 @@ def test_train_then_predict(trained_model: tuple[Path, Path]) -> None:
 
 
 def test_train_takes_an_input_encoding(trained_model: tuple[Path, Path]) -> None:
-    root, _ = trained_model
-    data, out = str(root / "train.csv"), str(root / "mixed")
+    root, model = trained_model
+    data, out = str(root / "train.csv"), str(root / "standard")
     code, _, err = _invoke(
         "train", "--data", data, "--out", out, "--members", "3", "--max-epochs", "2",
-        "--encoding", "mixed",
+        "--encoding", "standard",
     )  # fmt: skip
     assert code == 0, err
-    config = json.loads((root / "mixed" / "manifest.json").read_text())["config"]
-    assert (config["input_encoding"], config["members"]) == ("mixed", 3)
+    config = json.loads((root / "standard" / "manifest.json").read_text())["config"]
+    assert (config["input_encoding"], config["members"]) == ("standard", 3)
+    # without the option: the default, mixed
+    default = json.loads((model / "manifest.json").read_text())["config"]
+    assert default["input_encoding"] == "mixed"
     code, _, err = _invoke("train", "--data", data, "--out", out, "--encoding", "quantile")
     assert code == 2
     assert "--encoding: expected one of standard, mixed, piecewise_linear, got 'quantile'" in err

@@ -12,7 +12,7 @@ import torch
 
 from discovery.surrogate import DeepEnsemble, EnsembleConfig, EnsembleModel
 from discovery.surrogate.electrode import retrain_electrode_model, train_electrode_model
-from discovery.surrogate.ensemble import Z_CLIP, _PiecewiseLinear
+from discovery.surrogate.ensemble import Z_CLIP, _PiecewiseLinear, _StackedMLP
 from tests.conftest import synthetic_electrodes
 
 NAMES = [f"f{i}" for i in range(3)]
@@ -46,12 +46,13 @@ def test_bins_hold_the_fraction_of_each_quantile_bin_passed() -> None:
     np.testing.assert_allclose(bins[2, 0], [1, 1, 1, 4], atol=1e-5)
     # merged edges: a one-hot keeps one bin, equal to itself, and zeros elsewhere
     np.testing.assert_allclose(bins[:, 1], [[0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
-    # the encoded columns are standardized on the training rows, constant ones give 0
+    # only the 5 columns that vary in training (4 bins and the one-hot's) are computed, each
+    # standardized on the training rows
+    assert encoder.live().tolist() == [0, 1, 2, 3, 4]
     encoded = encoder(train).numpy()
-    varying = encoded.std(axis=0) > 0
+    assert encoded.shape == (41, 5)
     np.testing.assert_allclose(encoded.mean(axis=0), 0, atol=1e-5)
-    np.testing.assert_allclose(encoded.std(axis=0)[varying], 1, atol=1e-4)
-    assert varying.sum() == 5
+    np.testing.assert_allclose(encoded.std(axis=0), 1, atol=1e-4)
     assert np.abs(encoder(torch.tensor([[1e6, 0.0]])).numpy()).max() == Z_CLIP
 
 
@@ -116,7 +117,7 @@ def test_config_checks() -> None:
     with pytest.raises(ValueError, match="encoding_bins"):
         EnsembleConfig(input_encoding="piecewise_linear", encoding_bins=1)
     with pytest.raises(ValueError, match="shared_first_layer needs stop_on='ensemble_mae'"):
-        EnsembleConfig(shared_first_layer=True, stop_on="mse")
+        EnsembleConfig(input_encoding="standard", shared_first_layer=True, stop_on="mse")
 
 
 def test_a_model_of_another_encoding_is_retrained_from_scratch() -> None:
@@ -192,9 +193,14 @@ def test_a_mixed_ensemble_saves_loads_fine_tunes_and_serves_botorch(
 
 
 def test_mixed_config_checks() -> None:
-    with pytest.raises(ValueError, match="members >= 2"):
-        EnsembleConfig(input_encoding="mixed", members=1)
-    with pytest.raises(ValueError, match="stop_on='ensemble_mae'"):
+    assert EnsembleConfig().input_encoding == "mixed"  # the default
+    with pytest.raises(ValueError, match=r"stop_on='ensemble_mae'.*set input_encoding='standard'"):
         EnsembleConfig(input_encoding="mixed", stop_on="nll")
+    # one member has no partner to mix with: it is a standard member, and may stop on its own
+    x, y, groups = _data(200, 2)
+    one = EnsembleConfig(members=1, hidden=(16,), stop_on="mse", max_epochs=2)
+    net = DeepEnsemble(one).fit(x, y, feature_names=NAMES, target_names=["v"], groups=groups)
+    stack = net._require_net()
+    assert isinstance(stack, _StackedMLP) and stack.encoder is None
     with pytest.raises(ValueError, match="encoded_first_width"):
         EnsembleConfig(input_encoding="mixed", encoded_first_width=0)

@@ -196,7 +196,7 @@ seed: 3
 ions: [Na, Mg]
 space: {kind: table, path: electrodes.csv}
 initial_data: {path: electrodes.csv, ions: [Li]}
-surrogate: {members: 2, max_epochs: 12, hidden: [16, 16]}
+surrogate: {members: 2, max_epochs: 12, hidden: [16, 16], input_encoding: standard}
 acquisition: {strategy: qlognehvi, mc_samples: 16, shortlist: 12}
 compute: {chunk_rows: 16}
 batch_size: 3
@@ -766,3 +766,24 @@ def test_a_disk_that_fills_up_stops_the_run_cleanly_and_the_resume_loses_nothing
     assert len(runner.recorded) >= 4  # round 0 was recorded before the disk filled
     runner.finish()
     assert ledger_view(workdir) == reference.view
+
+
+def test_a_model_that_does_not_fit_on_the_disk_stops_the_run_cleanly(
+    crash_dir: Path, site: Path
+) -> None:
+    """Files capped at 500 kB: the ledger fits, round 1's model (the default mixed encoding's
+    shared 256-unit layer, about 1.7 MB) does not. The run stops with exit 2 naming the model's
+    directory, the ledger names no model for that round, and the resume (no cap) finishes."""
+    campaign = crash_dir / "default-encoding.yaml"
+    campaign.write_text(CRASH_CAMPAIGN.replace(", input_encoding: standard", ""))
+    workdir = crash_dir / "model-too-large"
+    runner = Runner(campaign, workdir, site)
+    runner.run(file_limit=500_000, expect=2)
+    log = runner.log.read_text()
+    model_dir = workdir / "models" / "round-001"
+    assert f"error: {model_dir}: could not save round 1's model (File too large)" in log
+    assert "Traceback" not in log
+    assert len(runner.recorded) >= 4  # round 0's results stay recorded
+    assert {dir_ for (dir_,) in _rows(workdir, "rounds", "model_dir")} == {None}
+    runner.finish()
+    assert (model_dir / "weights.pt").stat().st_size > 500_000

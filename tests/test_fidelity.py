@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from discovery.campaign import Campaign, load_campaign
 from discovery.campaign.ledger import Ledger
@@ -23,6 +24,7 @@ from discovery.surrogate import (
     predict_electrodes,
     train_electrode_model,
 )
+from discovery.surrogate.ensemble import _Towers
 from tests.conftest import synthetic_electrodes
 
 #: The proxy's systematic offset from the reference fidelity (V); CHGNet-like biases are tenths of a volt.
@@ -48,9 +50,12 @@ def _mixed_table() -> pd.DataFrame:
     return pd.concat([table, proxy], ignore_index=True)
 
 
-def test_model_learns_the_offset_between_fidelities(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoding", ["standard", "mixed"])
+def test_model_learns_the_offset_between_fidelities(tmp_path: Path, encoding: str) -> None:
     table = _mixed_table()
-    config = EnsembleConfig(members=4, hidden=(64, 64), max_epochs=150, patience=30, seed=1)
+    config = EnsembleConfig(
+        members=4, hidden=(64, 64), max_epochs=150, patience=30, seed=1, input_encoding=encoding
+    )
     model = train_electrode_model(table, config=config, fidelities=["mp-gga", "chgnet"])
     assert model_fidelities(model) == ["mp-gga", "chgnet"]
     model.save(tmp_path / "m")
@@ -63,6 +68,33 @@ def test_model_learns_the_offset_between_fidelities(tmp_path: Path) -> None:
     assert shift == pytest.approx(OFFSET_V, abs=0.15)
     with pytest.raises(DiscoveryError, match="say which one to predict at"):
         predict_electrodes(model, candidates)
+
+
+def test_fidelity_indicators_also_reach_the_mean_through_a_linear_term(tmp_path: Path) -> None:
+    """Each member adds a linear term of the fidelity indicators to its mean; a model saved
+    before the term existed loads with the term at zero, predicting as it did."""
+    table = _mixed_table()
+    config = EnsembleConfig(members=2, hidden=(16,), max_epochs=3, seed=0)
+    model = train_electrode_model(table, config=config, fidelities=["mp-gga", "chgnet"])
+    net = model._require_net()
+    stacks = net._stacks() if isinstance(net, _Towers) else [net]  # mixed: a stack of each kind
+    assert len(stacks) == 2
+    for stack in stacks:
+        weight = stack.additive_weight
+        assert weight is not None and tuple(weight.shape) == (1, 2, 1)  # members, levels, targets
+        assert float(weight.abs().max()) > 0
+        with torch.no_grad():
+            weight.zero_()  # the same network without the term
+    model.save(tmp_path / "m")
+    candidates = table.head(20)
+    before = predict_electrodes(model, candidates, fidelity="chgnet")["voltage_mean"]
+    tensors = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    torch.save(
+        {k: v for k, v in tensors.items() if "additive" not in k}, tmp_path / "m" / "weights.pt"
+    )
+    loaded = DeepEnsemble.load(tmp_path / "m")
+    after = predict_electrodes(loaded, candidates, fidelity="chgnet")["voltage_mean"]
+    np.testing.assert_array_equal(before.to_numpy(), after.to_numpy())
 
 
 def test_one_fidelity_adds_no_input() -> None:

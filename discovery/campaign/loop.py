@@ -811,7 +811,14 @@ class Campaign:
         )
         self.report.finish("train")
         rel = f"models/round-{round_:03d}"
-        model.save(self.workdir / rel)
+        try:
+            model.save(self.workdir / rel)
+        except OSError as exc:  # the ledger does not name the model yet: a rerun trains again
+            raise DiscoveryError(
+                f"{self.workdir / rel}: could not save round {round_}'s model "
+                f"({exc.strerror or exc}); nothing of it was recorded. Free disk space or make "
+                "the work directory writable, then run again"
+            ) from exc
         fault_point("model-saved")
         self.ledger.set_round_model(round_, rel, len(frame))
         self.hooks.after_training(round_, model, frame, self.workdir / rel)

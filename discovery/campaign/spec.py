@@ -728,13 +728,14 @@ class SurrogateSpec(BaseModel):
         default=1e-4, ge=0, description="AdamW decoupled weight decay. Default: 0.0001."
     )
     input_encoding: Literal["standard", "mixed", "piecewise_linear"] = Field(
-        default="standard",
+        default="mixed",
         description=(
-            "How the network sees its inputs: 'standard' (standardized features), 'mixed' (half "
-            "the members on a piecewise-linear encoding of them, with a shared 256-unit first "
-            "layer: more accurate on one fidelity's data, slower to score, docs/surrogate.md) or "
-            "'piecewise_linear' (every member; the first hidden layer shared). The encoded "
-            "members learn an offset between fidelities from few rows badly. Default: 'standard'."
+            "How the network sees its inputs: 'mixed' (half the members on the standardized "
+            "features, half on a piecewise-linear encoding of them through a shared 256-unit "
+            "first layer; the most accurate on the shared data, docs/surrogate.md; one member is "
+            "a standard one), 'standard' (every member on the standardized features) or "
+            "'piecewise_linear' (every member on the encoding, the first hidden layer shared). "
+            "Default: 'mixed'."
         ),
     )
     fidelities: list[str] | None = Field(
@@ -767,8 +768,6 @@ class SurrogateSpec(BaseModel):
     @model_validator(mode="after")
     def _target_listed(self) -> SurrogateSpec:
         problems: list[tuple[Loc, str]] = []
-        if self.input_encoding == "mixed" and self.members < 2:
-            problems.append((("members",), "input_encoding 'mixed' needs at least 2 members"))
         if self.fidelities is not None:
             problems += [
                 (("fidelities", i), f"{self.fidelities[i]!r} is listed twice")

@@ -8,16 +8,18 @@ bootstrap), and predicts a Gaussian (mean, variance) per target. The ensemble pr
 mixture: mean of the member means, total variance = mean member variance + variance of the member
 means.
 
-Inputs are standardized. Optionally (``input_encoding="piecewise_linear"``) each feature then
-gets a piecewise-linear encoding over 8 quantile bins of its training values (Gorishniy,
-Rubachev and Babenko, NeurIPS 2022): a feature becomes 8 numbers, each the fraction of one bin
-the value has passed. The first layer sees where in its distribution a value lies, as a tree's
-split does, and the MLP stays differentiable in its inputs. With ``shared_first_layer`` that
-wide first layer is one weight matrix shared by all members, so it is computed once per row;
-each member scales its outputs by its own random signs and adds its own bias (the first-layer
-adapter of BatchEnsemble, Wen et al., ICLR 2020), and every later layer is the member's own.
-``input_encoding="mixed"`` gives half the members each kind of input, as two stacks of weights
-in one network.
+Inputs are standardized. By default (``input_encoding="mixed"``) half the members take them
+as they are and the other half take their piecewise-linear encoding over 8 quantile bins of the
+training values (Gorishniy, Rubachev and Babenko, NeurIPS 2022): a feature becomes up to 8
+numbers, each the fraction of one bin the value has passed, so the first layer sees where in its
+distribution a value lies, as a tree's split does, and the MLP stays differentiable in its
+inputs. The two halves are two stacks of weights in one network; they err differently, so the
+mixture beats either. The encoded members' wide first layer is one weight matrix shared by all of
+them, computed once per row; each member scales its outputs by its own random signs and adds its
+own bias (the first-layer adapter of BatchEnsemble, Wen et al., ICLR 2020), and every later layer
+is the member's own. ``"standard"`` and ``"piecewise_linear"`` give every member one kind.
+Indicator inputs such as the fidelity also reach each member's mean through a linear term of
+their own (``additive_prefixes``), so an offset between fidelities is learned from few rows.
 
 Training minimizes the beta-NLL of Seitzer et al. (ICLR 2022, beta = 0.5), which keeps the mean
 fit from being starved by the variance head, under a cosine learning-rate schedule. Early
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 __all__ = ["ENCODING_PRESETS", "NETWORK_SHAPE", "DeepEnsemble", "EnsembleConfig", "Prediction"]
 
+import io
 import itertools
 import json
 import math
@@ -61,7 +64,7 @@ _ENCODINGS = ("mixed", "piecewise_linear", "standard")
 #: The :class:`EnsembleConfig` settings of each named input encoding (``discover train
 #: --encoding``): the piecewise-linear one with its shared, wider first layer.
 ENCODING_PRESETS: dict[str, dict[str, Any]] = {
-    "standard": {},
+    "standard": {"input_encoding": "standard"},
     "mixed": {"input_encoding": "mixed"},
     "piecewise_linear": {
         "input_encoding": "piecewise_linear",
@@ -78,6 +81,7 @@ NETWORK_SHAPE = (
     "encoding_bins",
     "shared_first_layer",
     "encoded_first_width",
+    "additive_prefixes",
 )
 
 
@@ -98,17 +102,16 @@ class EnsembleConfig:
             and recalibration.
         dropout: dropout probability on hidden activations during training.
         activation: hidden-layer nonlinearity, ``"silu"`` or ``"relu"``.
-        input_encoding: ``"standard"`` (the default): the standardized features;
-            ``"piecewise_linear"``: each standardized feature becomes ``encoding_bins`` numbers,
-            its piecewise-linear encoding over the quantile bins of its training values (equal
-            edges merged). More accurate on the shared data, but it learns a fidelity offset from
-            few rows badly (docs/surrogate.md), so it is not the default.
-            ``"mixed"``: the first ``ceil(members / 2)`` members take the standardized features
-            through ``hidden``; the others take the piecewise-linear encoding through a first
-            layer of ``encoded_first_width`` units that they share (as ``shared_first_layer``)
-            and then ``hidden[1:]``. The two kinds err differently, so their mixture is more
-            accurate than either (docs/surrogate.md); needs ``members >= 2`` and
-            ``stop_on="ensemble_mae"``.
+        input_encoding: ``"mixed"`` (the default): the first ``ceil(members / 2)`` members
+            take the standardized features through ``hidden``; the others take their
+            piecewise-linear encoding through a first layer of ``encoded_first_width`` units
+            that they share (as ``shared_first_layer``) and then ``hidden[1:]``. The two kinds
+            err differently, so their mixture is more accurate than either (docs/surrogate.md);
+            with more than one member it needs ``stop_on="ensemble_mae"``, and one member is a
+            standard one. ``"standard"``: every member on the standardized features.
+            ``"piecewise_linear"``: every member on the encoding, in which each standardized
+            feature becomes up to ``encoding_bins`` numbers, its piecewise-linear encoding over
+            the quantile bins of its training values (equal edges merged).
         encoding_bins: quantile bins per feature of the piecewise-linear encoding.
         encoded_first_width: units of the encoded members' shared first layer with
             ``input_encoding="mixed"`` (unused otherwise).
@@ -123,6 +126,12 @@ class EnsembleConfig:
             error, every member stopping on its own) or ``"nll"`` (each member's Gaussian NLL):
             both stop members far too early on this data (a few outliers dominate a member's
             validation MSE; the NLL bottoms out before the mean has converged).
+        additive_prefixes: features whose names start with one of these also reach each member's
+            mean through a linear term of their own, beside the network: an offset per level
+            that few rows pin down. The default takes the fidelity indicators
+            (:mod:`discovery.features.fidelity`), whose offset (a proxy's systematic error) is
+            additive; without the term the piecewise-linear members learned only 0.42 V of a
+            0.6 V offset (docs/surrogate.md).
         exclude_prefixes: features whose names start with one of these are not used. The default
             drops the ``charge:`` block, an exact linear combination of ``discharge:`` and
             ``delta:`` that a linear first layer gains nothing from.
@@ -151,10 +160,11 @@ class EnsembleConfig:
     bootstrap: bool = True
     bootstrap_weights: str = "exponential"
     calibrate: bool = True
-    input_encoding: str = "standard"
+    input_encoding: str = "mixed"
     encoding_bins: int = 8
     shared_first_layer: bool = False
     encoded_first_width: int = 256
+    additive_prefixes: tuple[str, ...] = ("fidelity=",)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -178,11 +188,11 @@ class EnsembleConfig:
             )
         if not 2 <= self.encoding_bins <= 64:
             raise ValueError(f"encoding_bins must be in [2, 64], got {self.encoding_bins}")
-        if self.input_encoding == "mixed" and (self.members < 2 or self.stop_on != "ensemble_mae"):
+        if self.input_encoding == "mixed" and self.members > 1 and self.stop_on != "ensemble_mae":
             raise ValueError(
-                "input_encoding='mixed' needs members >= 2 and stop_on='ensemble_mae' (its encoded "
-                f"members share a first layer), got members={self.members}, "
-                f"stop_on={self.stop_on!r}"
+                "input_encoding='mixed' (the default) needs stop_on='ensemble_mae': its encoded "
+                f"members share a first layer; for stop_on={self.stop_on!r} set "
+                "input_encoding='standard'"
             )
         if self.encoded_first_width < 1:
             raise ValueError(f"encoded_first_width must be >= 1, got {self.encoded_first_width}")
@@ -233,6 +243,11 @@ class _PiecewiseLinear(nn.Module):
     and the last not above, so values outside the training range extrapolate linearly. Bins past
     ``k`` are 0. Each of the d·B columns is then standardized over the training rows (a column
     that is constant there gives 0) and clipped to ±:data:`Z_CLIP`.
+
+    Only the *live* columns (:meth:`live`: those that vary over the training rows) are computed;
+    the others are 0 on every row, and on the shared data they are 58 % of the d·B (most
+    features have fewer than B distinct quantiles), so a first layer reads only the live rows of
+    its weight (:meth:`forward` returns the live columns, in order).
     """
 
     lower: Tensor  # (d, B) lower edge of each bin
@@ -282,8 +297,19 @@ class _PiecewiseLinear(nn.Module):
         z = (x.unsqueeze(-1) - self.lower) * self.inv_width
         return torch.minimum(torch.maximum(z, self.floor), self.ceiling).flatten(-2)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return ((self._bins(x) - self.center) * self.inv_scale).clamp(-Z_CLIP, Z_CLIP)
+    def live(self) -> Tensor:
+        """Indices of the encoded columns that vary over the training rows (the others are 0)."""
+        return torch.nonzero(self.inv_scale).squeeze(1)
+
+    def forward(self, x: Tensor, live: Tensor | None = None) -> Tensor:
+        """(N, d) -> the encoded columns ``live`` (default :meth:`live`), (N, len(live))."""
+        live = self.live() if live is None else live
+        bins = self.lower.shape[1]
+        z = (x[:, live // bins] - self.lower.flatten()[live]) * self.inv_width.flatten()[live]
+        z = torch.minimum(
+            torch.maximum(z, self.floor.flatten()[live]), self.ceiling.flatten()[live]
+        )
+        return ((z - self.center[live]) * self.inv_scale[live]).clamp(-Z_CLIP, Z_CLIP)
 
 
 class _StackedMLP(nn.Module):
@@ -292,6 +318,8 @@ class _StackedMLP(nn.Module):
     With ``encoding_bins`` the inputs pass through a :class:`_PiecewiseLinear` encoding first.
     With ``shared_first`` the first layer's weight is one (1, d_in, h) matrix for all members,
     whose outputs each member multiplies by its own ±1 scale (``first_scale``, (M, h)).
+    The input columns ``additive`` (indices into the d inputs) also reach each member's mean
+    outputs through a linear term of its own (``additive_weight``, (M, k, T), starting at 0).
     """
 
     def __init__(
@@ -304,9 +332,15 @@ class _StackedMLP(nn.Module):
         activation: str = "silu",
         encoding_bins: int = 0,
         shared_first: bool = False,
+        additive: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.dropout = dropout
+        self.additive: Tensor
+        self.register_buffer("additive", torch.tensor(list(additive), dtype=torch.long), False)
+        self.additive_weight = (
+            nn.Parameter(torch.zeros(members, len(additive), n_out)) if len(additive) else None
+        )
         self.activation = _ACTIVATIONS[activation]
         self.encoder = _PiecewiseLinear(d_in, encoding_bins) if encoding_bins else None
         widths = [d_in * max(encoding_bins, 1), *hidden, 2 * n_out]
@@ -336,9 +370,13 @@ class _StackedMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: (N, d) standardized inputs shared by all members -> (M, N, 2T) raw outputs."""
-        if self.encoder is not None:
-            x = self.encoder(x)
+        offset = None
+        if self.additive_weight is not None:
+            offset = torch.matmul(x[:, self.additive], self.additive_weight)  # (M, N, T)
         w0, b0 = self.weights[0], self.biases[0]
+        if self.encoder is not None:
+            live = self.encoder.live()
+            x, w0 = self.encoder(x, live), w0[:, live]  # the other columns are 0 on every row
         m, h = b0.shape
         if self.first_scale is not None:
             # One (N, d_in) @ (d_in, h) GEMM for all members, then each member's scale and bias.
@@ -355,6 +393,8 @@ class _StackedMLP(nn.Module):
             if self.dropout > 0:
                 a = nn.functional.dropout(a, self.dropout, self.training)
             z = torch.baddbmm(b.unsqueeze(1), a, w)
+        if offset is not None:  # (M, N, T) onto the means, the first T outputs
+            z = z + nn.functional.pad(offset, (0, z.shape[-1] - offset.shape[-1]))
         return z
 
 
@@ -767,7 +807,10 @@ class DeepEnsemble:
 
     # ------------------------------------------------------------------- storage
     def save(self, directory: str | Path) -> Path:
-        """Write ``weights.pt`` (tensors only) and ``manifest.json`` into ``directory``."""
+        """Write ``weights.pt`` (tensors only) and ``manifest.json`` into ``directory``.
+
+        A full disk or a file-size limit raises :class:`OSError`.
+        """
         from discovery import __version__
 
         net, s = self._require_net(), self._require_scalers()
@@ -784,7 +827,11 @@ class DeepEnsemble:
                 "used_features": torch.from_numpy(self._used),
             }
         )
-        torch.save(tensors, directory / "weights.pt")
+        # Serialized in memory first: torch's zip writer reports a full disk or a file-size
+        # limit as a RuntimeError, a plain write as the OSError it is.
+        buffer = io.BytesIO()
+        torch.save(tensors, buffer)
+        (directory / "weights.pt").write_bytes(buffer.getbuffer())
         manifest = {
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,
@@ -861,7 +908,11 @@ class DeepEnsemble:
                 calibration=tensors["calibration"],
             )
             net = model._build_net()
-            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+            state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+            for name, value in net.state_dict().items():
+                if name.endswith("additive_weight") and name not in state:
+                    state[name] = torch.zeros_like(value)  # saved before the term: none learned
+            net.load_state_dict(state)
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise ModelFileError(
                 f"{directory}: incomplete or inconsistent model files ({exc})"
@@ -878,12 +929,25 @@ class DeepEnsemble:
     def _build_net(self) -> _StackedMLP | _Towers:
         """An untrained network shaped by the config, the used features and the targets."""
         cfg = self.config
-        if cfg.input_encoding == "mixed":
+        shape = (len(self._used), len(self.target_names))
+        additive = [
+            i
+            for i, j in enumerate(self._used)
+            if self.feature_names[j].startswith(cfg.additive_prefixes)
+        ]
+        if cfg.input_encoding == "mixed" and cfg.members > 1:
             plain = (cfg.members + 1) // 2
-            shape = (len(self._used), len(self.target_names))
             return _Towers(
                 [
-                    _StackedMLP(plain, shape[0], cfg.hidden, shape[1], cfg.dropout, cfg.activation),
+                    _StackedMLP(
+                        plain,
+                        *shape[:1],
+                        cfg.hidden,
+                        shape[1],
+                        cfg.dropout,
+                        cfg.activation,
+                        additive=additive,
+                    ),
                     _StackedMLP(
                         cfg.members - plain,
                         shape[0],
@@ -893,18 +957,20 @@ class DeepEnsemble:
                         cfg.activation,
                         cfg.encoding_bins,
                         shared_first=True,
+                        additive=additive,
                     ),
                 ]
             )
         return _StackedMLP(
             cfg.members,
-            len(self._used),
+            shape[0],
             cfg.hidden,
-            len(self.target_names),
+            shape[1],
             cfg.dropout,
             cfg.activation,
             cfg.encoding_bins if cfg.input_encoding == "piecewise_linear" else 0,
             cfg.shared_first_layer,
+            additive,
         )
 
     def _require_net(self) -> _StackedMLP | _Towers:
