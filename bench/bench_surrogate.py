@@ -207,15 +207,12 @@ def training_time(
         patience=10**6,
         input_encoding="standard",
     )
-    encoded = replace(
-        one,
-        input_encoding="piecewise_linear",
-        shared_first_layer=True,
-        hidden=(config.encoded_first_width, *config.hidden[1:]),
+    encoded = replace(one, input_encoding="piecewise_linear", shared_first_layer=True)
+    if config.input_encoding == "mixed":
+        encoded = replace(encoded, hidden=(config.encoded_first_width, *config.hidden[1:]))
+    plain = {"standard": config.members, "mixed": (config.members + 1) // 2}.get(
+        config.input_encoding, 0
     )
-    plain = (config.members + 1) // 2 if config.input_encoding == "mixed" else config.members
-    if config.input_encoding == "piecewise_linear":
-        plain, encoded = 0, replace(one, **PIECEWISE_LINEAR)
     start = time.perf_counter()
     for member in range(config.members):
         kind = one if member < plain else encoded
