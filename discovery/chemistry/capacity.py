@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-from discovery.chemistry.formula import parse_formula
+from discovery.chemistry.formula import framework, parse_formula
 from discovery.chemistry.ions import DEFAULT_IONS, IonTable
 from discovery.errors import FormulaError
 
@@ -103,8 +103,8 @@ def insertion_pair(
     valence = ions[ion].valence
     charge = parse_formula(formula_charge)
     discharge = parse_formula(formula_discharge)
-    fw_charge = {el: amt for el, amt in charge.items() if el != ion}
-    fw_discharge = {el: amt for el, amt in discharge.items() if el != ion}
+    fw_charge = framework(charge, ion)
+    fw_discharge = framework(discharge, ion)
     pair = f"{formula_charge} -> {formula_discharge}"
     if not fw_charge or not fw_discharge:
         raise FormulaError(pair, f"no host framework besides the working ion {ion}")

@@ -8,11 +8,12 @@ shared data and on generated formulas.
 
 from __future__ import annotations
 
-__all__ = ["ELEMENTS", "MAX_AMOUNT", "parse_formula"]
+__all__ = ["ELEMENTS", "MAX_AMOUNT", "framework", "parse_formula"]
 
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from functools import lru_cache
 
 from discovery.errors import FormulaError
@@ -147,3 +148,8 @@ def parse_formula(formula: str) -> dict[str, float]:
             if char != "\t" and not (char.isascii() and char.isprintable()):
                 raise _unexpected(text, pos)
     return dict(_parse_cached(text))
+
+
+def framework(amounts: Mapping[str, float], ion: str) -> dict[str, float]:
+    """The amounts of a parsed formula without the working ``ion``: its host framework."""
+    return {el: a for el, a in amounts.items() if el != ion}

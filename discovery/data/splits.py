@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from discovery.chemistry.formula import parse_formula
+from discovery.chemistry.formula import framework, parse_formula
 from discovery.errors import FormulaError
 
 
@@ -71,7 +71,7 @@ def framework_labels(formula_charge: Sequence[str], working_ion: Sequence[str] |
                 parsed = parse_formula(pair[0])
             except FormulaError as err:
                 raise FormulaError(pair[0], f"row {row}: {err.reason}") from err
-            amounts = {el: a for el, a in parsed.items() if el != pair[1]}
+            amounts = framework(parsed, pair[1])
             total = sum(amounts.values())
             if total <= 0:
                 raise FormulaError(pair[0], f"row {row}: no framework besides the ion {pair[1]}")
