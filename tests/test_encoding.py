@@ -93,6 +93,28 @@ def test_the_shared_first_layer_is_one_matrix(encoded: DeepEnsemble) -> None:
     assert net.first_scale is not None and tuple(net.first_scale.shape) == (4, 64)
 
 
+def test_the_first_layer_keeps_only_the_rows_of_live_columns(tmp_path: Path) -> None:
+    x, y, groups = _data(400, 5)
+    x[:, 2] = x[:, 2] > 0  # a 0/1 column: one live encoded column of its 4
+    model = DeepEnsemble(replace(ENCODED, max_epochs=3)).fit(
+        x, y, feature_names=NAMES, target_names=["v"], groups=groups
+    )
+    net = model._require_net()
+    assert net.encoder is not None
+    live = net.encoder.live()
+    assert len(live) == 4 + 4 + 1 and tuple(net.weights[0].shape) == (1, 9, 64)
+    path = model.save(tmp_path / "m")
+    np.testing.assert_array_equal(DeepEnsemble.load(path).predict(x).mean, model.predict(x).mean)
+    # a file written before the first layer kept only those rows: one row per encoded column
+    tensors = torch.load(path / "weights.pt", weights_only=True)
+    full = torch.zeros(1, 3 * ENCODED.encoding_bins, 64)
+    full[:, live] = tensors["net.weights.0"]
+    torch.save({**tensors, "net.weights.0": full}, path / "weights.pt")
+    old = DeepEnsemble.load(path)
+    assert tuple(old._require_net().weights[0].shape) == (1, 9, 64)
+    np.testing.assert_array_equal(old.predict(x).mean, model.predict(x).mean)
+
+
 def test_the_botorch_posterior_is_differentiable_through_the_encoding(
     encoded: DeepEnsemble,
 ) -> None:

@@ -57,6 +57,9 @@ _FORMAT = "discovery.deep-ensemble"
 _FORMAT_VERSION = 1
 _Z95 = 1.959963984540054
 _MIN_VAR = 1e-6
+#: Training encodes the inputs of at most this many rows once, up front (about 260 MB for the
+#: shared data's 1,261 live encoded columns); larger tables are encoded batch by batch.
+_ENCODE_ONCE_ROWS = 50_000
 
 
 _STOP_CRITERIA = ("ensemble_mae", "mse", "nll")
@@ -246,7 +249,7 @@ class _PiecewiseLinear(nn.Module):
 
     Only the *live* columns (:meth:`live`: those that vary over the training rows) are computed;
     the others are 0 on every row, and on the shared data they are 58 % of the d·B (most
-    features have fewer than B distinct quantiles), so a first layer reads only the live rows of
+    features have fewer than B distinct quantiles), so a first layer keeps only the live rows of
     its weight (:meth:`forward` returns the live columns, in order).
     """
 
@@ -301,9 +304,9 @@ class _PiecewiseLinear(nn.Module):
         """Indices of the encoded columns that vary over the training rows (the others are 0)."""
         return torch.nonzero(self.inv_scale).squeeze(1)
 
-    def forward(self, x: Tensor, live: Tensor | None = None) -> Tensor:
-        """(N, d) -> the encoded columns ``live`` (default :meth:`live`), (N, len(live))."""
-        live = self.live() if live is None else live
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, d) -> the live encoded columns, (N, len(live))."""
+        live = self.live()
         bins = self.lower.shape[1]
         z = (x[:, live // bins] - self.lower.flatten()[live]) * self.inv_width.flatten()[live]
         z = torch.minimum(
@@ -320,6 +323,9 @@ class _StackedMLP(nn.Module):
     whose outputs each member multiplies by its own ±1 scale (``first_scale``, (M, h)).
     The input columns ``additive`` (indices into the d inputs) also reach each member's mean
     outputs through a linear term of its own (``additive_weight``, (M, k, T), starting at 0).
+    Once the encoding is fitted (:meth:`fit_encoder`), the first layer's weight keeps only the
+    rows of the live encoded columns (:meth:`_PiecewiseLinear.live`): the others meet zeros on
+    every row.
     """
 
     def __init__(
@@ -364,19 +370,43 @@ class _StackedMLP(nn.Module):
                 self.first_scale.copy_(signs * 2.0 - 1.0)
 
     def fit_encoder(self, x: Tensor) -> None:
-        """Fit the input encoding (if any) to the standardized training rows ``x``."""
+        """Fit the input encoding (if any) to the standardized training rows ``x`` and keep the
+        first layer's rows of its live columns."""
         if self.encoder is not None:
             self.encoder.fit(x)
+            w0 = self.weights[0]
+            self.weights[0] = nn.Parameter(w0.detach()[:, self.encoder.live()].clone())
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x``: (N, d) standardized inputs shared by all members -> (M, N, 2T) raw outputs."""
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        """Shape the first layer as the stored one: the rows of the stored encoding's live
+        columns. A weight stored with a row for every encoded column (saved before the first
+        layer kept only its live rows) is cut to them."""
+        key, scale = prefix + "weights.0", state_dict.get(prefix + "encoder.inv_scale")
+        w0 = state_dict.get(key)
+        if self.encoder is not None and w0 is not None and scale is not None and w0.ndim == 3:
+            live = torch.nonzero(scale).squeeze(1)
+            if w0.shape[1] == len(scale) != len(live):
+                state_dict[key] = w0 = w0[:, live]
+            if w0.shape[1] == len(live):
+                self.weights[0] = nn.Parameter(self.weights[0].new_empty(w0.shape))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def encode(self, x: Tensor) -> Tensor | None:
+        """The encoded first-layer input of standardized rows ``x`` (None without an encoding),
+        for :meth:`forward`'s ``encoded``: training encodes its rows once, not every epoch."""
+        return None if self.encoder is None else self.encoder(x)
+
+    def forward(self, x: Tensor, encoded: Tensor | None = None) -> Tensor:
+        """``x``: (N, d) standardized inputs shared by all members -> (M, N, 2T) raw outputs;
+        ``encoded``: their :meth:`encode`, if computed already."""
         offset = None
         if self.additive_weight is not None:
             offset = torch.matmul(x[:, self.additive], self.additive_weight)  # (M, N, T)
         w0, b0 = self.weights[0], self.biases[0]
         if self.encoder is not None:
-            live = self.encoder.live()
-            x, w0 = self.encoder(x, live), w0[:, live]  # the other columns are 0 on every row
+            x = self.encoder(x) if encoded is None else encoded
         m, h = b0.shape
         if self.first_scale is not None:
             # One (N, d_in) @ (d_in, h) GEMM for all members, then each member's scale and bias.
@@ -417,8 +447,12 @@ class _Towers(nn.Module):
         for tower in self._stacks():
             tower.fit_encoder(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([tower(x) for tower in self.towers])
+    def encode(self, x: Tensor) -> list[Tensor | None]:
+        return [tower.encode(x) for tower in self._stacks()]
+
+    def forward(self, x: Tensor, encoded: Sequence[Tensor | None] | None = None) -> Tensor:
+        codes = encoded if encoded is not None else [None] * len(self.towers)
+        return torch.cat([tower(x, code) for tower, code in zip(self._stacks(), codes)])
 
 
 @dataclass
@@ -628,13 +662,23 @@ class DeepEnsemble:
         best_loss = torch.full((m,), math.inf)
         best_epoch = torch.zeros(m, dtype=torch.long)
         stale = torch.zeros(m, dtype=torch.long)
-        x_val, y_val, mask_val = xs[val], ys[val], mask[val]
+        y_val, mask_val = ys[val], mask[val]
+        # The encoded inputs of every row, computed once (encoding is a fixed map) unless the
+        # table is so large that they would not fit comfortably in memory.
+        with torch.no_grad():
+            codes = net.encode(xs) if len(xs) <= _ENCODE_ONCE_ROWS else None
+
+        def run(rows: Tensor) -> Tensor:
+            """The network's raw outputs on rows ``rows`` of ``xs``."""
+            if isinstance(codes, list):
+                return net(xs[rows], [None if c is None else c[rows] for c in codes])
+            return net(xs[rows], None if codes is None else codes[rows])
 
         def val_loss() -> Tensor:
             """Per-member validation loss, shape (M,)."""
             net.eval()
             with torch.no_grad():
-                mu, var = self._split(net(x_val))
+                mu, var = self._split(run(val))
                 if cfg.stop_on == "nll":
                     loss = 0.5 * (torch.log(var) + (y_val - mu) ** 2 / var) * mask_val
                 elif cfg.stop_on == "ensemble_mae":
@@ -652,7 +696,7 @@ class DeepEnsemble:
             for start in range(0, len(train), cfg.batch_size):
                 pos = order[start : start + cfg.batch_size]
                 rows = train[pos]
-                mu, var = self._split(net(xs[rows]))
+                mu, var = self._split(run(rows))
                 w = weights[:, pos].unsqueeze(-1) * mask[rows]  # (M, B, T)
                 nll = 0.5 * (torch.log(var) + (ys[rows] - mu) ** 2 / var)
                 if cfg.beta_nll > 0:
