@@ -12,7 +12,13 @@ import torch
 
 from discovery.surrogate import DeepEnsemble, EnsembleConfig, EnsembleModel
 from discovery.surrogate.electrode import retrain_electrode_model, train_electrode_model
-from discovery.surrogate.ensemble import Z_CLIP, _PiecewiseLinear, _StackedMLP
+from discovery.surrogate.ensemble import (
+    _TREE_LEAF_ROWS,
+    Z_CLIP,
+    _PiecewiseLinear,
+    _StackedMLP,
+    _tree_edges,
+)
 from tests.conftest import synthetic_electrodes
 
 NAMES = [f"f{i}" for i in range(3)]
@@ -56,6 +62,36 @@ def test_bins_hold_the_fraction_of_each_quantile_bin_passed() -> None:
     assert np.abs(encoder(torch.tensor([[1e6, 0.0]])).numpy()).max() == Z_CLIP
 
 
+def test_target_aware_edges_are_the_splits_of_a_regression_tree() -> None:
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 4)).astype(np.float32)
+    y = np.stack([np.sin(2 * x[:, 0]) + x[:, 1] ** 2, np.abs(x[:, 2])], axis=1)
+    y += rng.normal(0, 0.1, y.shape)
+    edges = _tree_edges(x, y, 6)
+    leaf = min(_TREE_LEAF_ROWS, 500 // 12)
+    for j in range(4):
+        tree = DecisionTreeRegressor(max_leaf_nodes=6, min_samples_leaf=leaf, random_state=0)
+        fitted = tree.fit(x[:, [j]], y).tree_
+        splits = np.sort(fitted.threshold[fitted.feature >= 0])
+        np.testing.assert_allclose(edges[j, 1 : 1 + len(splits)], splits, rtol=1e-6)
+        assert edges[j, 0] == x[:, j].min() and edges[j, -1] == x[:, j].max()
+
+
+def test_target_aware_bins_are_narrow_where_the_target_changes() -> None:
+    values = np.linspace(0, 10, 401, dtype=np.float32)
+    # a step at 3 and one at 7, and an indicator
+    x = np.stack([values, (values > 5).astype(np.float32)], axis=1)
+    y = ((values > 3).astype(float) + 2 * (values > 7))[:, None]
+    edges = _tree_edges(x, y, 3)
+    np.testing.assert_allclose(edges[0], [0, 3, 7, 10], atol=0.02)
+    np.testing.assert_allclose(edges[1], [0, 1, 1, 1])  # the indicator keeps one bin
+    encoder = _PiecewiseLinear(2, 3)
+    encoder.fit(torch.from_numpy(x), torch.from_numpy(y))
+    assert len(encoder.live()) == 3 + 1
+
+
 def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A step and a kink, which piecewise-linear bins suit: y = [x0 > 0] + |x1| + noise."""
     rng = np.random.default_rng(seed)
@@ -96,7 +132,7 @@ def test_the_shared_first_layer_is_one_matrix(encoded: DeepEnsemble) -> None:
 def test_the_first_layer_keeps_only_the_rows_of_live_columns(tmp_path: Path) -> None:
     x, y, groups = _data(400, 5)
     x[:, 2] = x[:, 2] > 0  # a 0/1 column: one live encoded column of its 4
-    model = DeepEnsemble(replace(ENCODED, max_epochs=3)).fit(
+    model = DeepEnsemble(replace(ENCODED, max_epochs=3, bin_edges="quantile")).fit(
         x, y, feature_names=NAMES, target_names=["v"], groups=groups
     )
     net = model._require_net()
@@ -138,6 +174,8 @@ def test_config_checks() -> None:
         EnsembleConfig(input_encoding="quantile")
     with pytest.raises(ValueError, match="encoding_bins"):
         EnsembleConfig(input_encoding="piecewise_linear", encoding_bins=1)
+    with pytest.raises(ValueError, match="bin_edges must be one of"):
+        EnsembleConfig(bin_edges="uniform")
     with pytest.raises(ValueError, match="shared_first_layer needs stop_on='ensemble_mae'"):
         EnsembleConfig(input_encoding="standard", shared_first_layer=True, stop_on="mse")
 

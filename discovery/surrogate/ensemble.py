@@ -9,11 +9,12 @@ mixture: mean of the member means, total variance = mean member variance + varia
 means.
 
 Inputs are standardized. By default (``input_encoding="mixed"``) half the members take them
-as they are and the other half take their piecewise-linear encoding over 8 quantile bins of the
-training values (Gorishniy, Rubachev and Babenko, NeurIPS 2022): a feature becomes up to 8
-numbers, each the fraction of one bin the value has passed, so the first layer sees where in its
-distribution a value lies, as a tree's split does, and the MLP stays differentiable in its
-inputs. The two halves are two stacks of weights in one network; they err differently, so the
+as they are and the other half take their piecewise-linear encoding over up to 8 bins
+(Gorishniy, Rubachev and Babenko, NeurIPS 2022): a feature becomes up to 8 numbers, each the
+fraction of one bin the value has passed, so the first layer sees on which side of a split a
+value lies, as a tree does, and the MLP stays differentiable in its inputs. The bins' edges are
+the splits of a small regression tree from the feature to the target (target-aware bins), so
+they fall where the target changes. The two halves are two stacks of weights in one network; they err differently, so the
 mixture beats either. The encoded members' wide first layer is one weight matrix shared by all of
 them, computed once per row; each member scales its outputs by its own random signs and adds its
 own bias (the first-layer adapter of BatchEnsemble, Wen et al., ICLR 2020), and every later layer
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 __all__ = ["ENCODING_PRESETS", "NETWORK_SHAPE", "DeepEnsemble", "EnsembleConfig", "Prediction"]
 
+import heapq
 import io
 import itertools
 import json
@@ -64,6 +66,10 @@ _ENCODE_ONCE_ROWS = 50_000
 
 _STOP_CRITERIA = ("ensemble_mae", "mse", "nll")
 _ENCODINGS = ("mixed", "piecewise_linear", "standard")
+_BIN_EDGES = ("target", "quantile")
+#: Fewest training rows in a leaf of the trees that place target-aware bin edges (fewer for
+#: tables of under 16 rows per bin).
+_TREE_LEAF_ROWS = 32
 #: The :class:`EnsembleConfig` settings of each named input encoding (``discover train
 #: --encoding``): the piecewise-linear one with its shared, wider first layer.
 ENCODING_PRESETS: dict[str, dict[str, Any]] = {
@@ -114,8 +120,14 @@ class EnsembleConfig:
             standard one. ``"standard"``: every member on the standardized features.
             ``"piecewise_linear"``: every member on the encoding, in which each standardized
             feature becomes up to ``encoding_bins`` numbers, its piecewise-linear encoding over
-            the quantile bins of its training values (equal edges merged).
-        encoding_bins: quantile bins per feature of the piecewise-linear encoding.
+            bins placed as ``bin_edges`` says.
+        encoding_bins: bins per feature of the piecewise-linear encoding (at most).
+        bin_edges: where the encoding's bins of a feature begin and end. ``"target"`` (the
+            default): at the split points of a regression tree with at most ``encoding_bins``
+            leaves grown from that feature alone to the training rows' standardized targets
+            (Gorishniy et al.'s target-aware bins), so the bins are narrow where the target
+            changes with the feature and a feature it does not depend on keeps one bin;
+            ``"quantile"``: at the quantiles of the training values, equal edges merged.
         encoded_first_width: units of the encoded members' shared first layer with
             ``input_encoding="mixed"`` (unused otherwise).
         shared_first_layer: one first-layer weight matrix for all members (computed once per
@@ -165,6 +177,7 @@ class EnsembleConfig:
     calibrate: bool = True
     input_encoding: str = "mixed"
     encoding_bins: int = 8
+    bin_edges: str = "target"
     shared_first_layer: bool = False
     encoded_first_width: int = 256
     additive_prefixes: tuple[str, ...] = ("fidelity=",)
@@ -191,6 +204,8 @@ class EnsembleConfig:
             )
         if not 2 <= self.encoding_bins <= 64:
             raise ValueError(f"encoding_bins must be in [2, 64], got {self.encoding_bins}")
+        if self.bin_edges not in _BIN_EDGES:
+            raise ValueError(f"bin_edges must be one of {_BIN_EDGES}, got {self.bin_edges!r}")
         if self.input_encoding == "mixed" and self.members > 1 and self.stop_on != "ensemble_mae":
             raise ValueError(
                 "input_encoding='mixed' (the default) needs stop_on='ensemble_mae': its encoded "
@@ -238,18 +253,68 @@ Z_CLIP = 10.0
 _ACTIVATIONS = {"silu": nn.functional.silu, "relu": nn.functional.relu}
 
 
+def _tree_edges(x: np.ndarray, y: np.ndarray, bins: int) -> np.ndarray:
+    """Target-aware bin edges, (d, bins + 1): for each column of ``x`` (n, d) its smallest value,
+    the split points of a regression tree with at most ``bins`` leaves grown on that column alone
+    to ``y`` (n, T) (:func:`_tree_splits`), and its largest value, repeated to fill the row. A
+    column of two values (an indicator) keeps one bin: a split between them would add a copy of
+    it."""
+    n = len(x)
+    leaf = max(1, min(_TREE_LEAF_ROWS, n // (2 * bins)))
+    y = y.reshape(n, -1).astype(np.float64)
+    edges = np.empty((x.shape[1], bins + 1))
+    for j, column in enumerate(x.T):
+        order = np.argsort(column, kind="stable")
+        v = column[order].astype(np.float64)
+        splits = _tree_splits(v, y[order], bins, leaf) if len(np.unique(v)) > 2 else []
+        edges[j] = np.concatenate([[v[0]], np.sort(splits), np.full(bins - len(splits), v[-1])])
+    return edges
+
+
+def _tree_splits(v: np.ndarray, y: np.ndarray, leaves: int, leaf: int) -> list[float]:
+    """The split points of a regression tree with at most ``leaves`` leaves of at least ``leaf``
+    rows, on the sorted values ``v`` (n,) with targets ``y`` (n, T) in the same order.
+
+    The tree is grown best first, as scikit-learn's ``DecisionTreeRegressor(max_leaf_nodes=...,
+    min_samples_leaf=...)`` grows it: the leaf whose best split most reduces the squared error
+    (summed over the targets) is split next, at the midpoint between two distinct values.
+    """
+    prefix = np.concatenate([np.zeros((1, y.shape[1])), np.cumsum(y, axis=0)])
+    heap: list[tuple[float, int, int, int]] = []  # (-reduction, first row, end, split row)
+
+    def push(a: int, b: int) -> None:
+        """Queue rows a..b-1's best split, if they have one."""
+        at = np.arange(a + leaf, b - leaf + 1)
+        at = at[v[at - 1] < v[at]]
+        if len(at):
+            left, right = prefix[at] - prefix[a], prefix[b] - prefix[at]
+            fit = (left**2).sum(1) / (at - a) + (right**2).sum(1) / (b - at)
+            k = int(np.argmax(fit))
+            reduction = float(fit[k] - ((prefix[b] - prefix[a]) ** 2).sum() / (b - a))
+            heapq.heappush(heap, (-reduction, a, b, int(at[k])))
+
+    splits: list[float] = []
+    push(0, len(v))
+    while heap and len(splits) < leaves - 1:
+        _, a, b, at = heapq.heappop(heap)
+        splits.append(v[at - 1] / 2 + v[at] / 2)
+        push(a, at)
+        push(at, b)
+    return splits
+
+
 class _PiecewiseLinear(nn.Module):
     """Piecewise-linear encoding of d features over at most B bins each: (N, d) -> (N, d·B).
 
-    Bin ``t`` of a feature with edges ``e_0 < ... < e_k`` (k <= B; ``fit`` merges equal quantiles)
+    Bin ``t`` of a feature with edges ``e_0 < ... < e_k`` (k <= B; ``fit`` merges equal edges)
     encodes ``(x - e_t) / (e_{t+1} - e_t)`` clipped to [0, 1]; the first bin is not clipped below
     and the last not above, so values outside the training range extrapolate linearly. Bins past
     ``k`` are 0. Each of the d·B columns is then standardized over the training rows (a column
     that is constant there gives 0) and clipped to ±:data:`Z_CLIP`.
 
     Only the *live* columns (:meth:`live`: those that vary over the training rows) are computed;
-    the others are 0 on every row, and on the shared data they are 58 % of the d·B (most
-    features have fewer than B distinct quantiles), so a first layer keeps only the live rows of
+    the others are 0 on every row (bins past a feature's last edge; most of the d·B on the
+    shared data, whose features mostly take few values), so a first layer keeps only the live rows of
     its weight (:meth:`forward` returns the live columns, in order).
     """
 
@@ -269,11 +334,16 @@ class _PiecewiseLinear(nn.Module):
         self.register_buffer("center", torch.zeros(d * bins))
         self.register_buffer("inv_scale", torch.ones(d * bins))
 
-    def fit(self, x: Tensor) -> None:
-        """Set the bin edges to the quantiles of the training rows ``x`` (n, d)."""
+    def fit(self, x: Tensor, y: Tensor | None = None) -> None:
+        """Set the bin edges from the training rows ``x`` (n, d): the split points of one
+        regression tree per feature to the targets ``y`` (n, T; NaN counts as 0, the
+        standardized mean), or without ``y`` the quantiles of each feature."""
         d, bins = self.lower.shape
-        levels = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
-        quantiles = torch.quantile(x.double(), levels, dim=0).T.numpy()  # (d, bins + 1)
+        if y is None:
+            levels = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+            quantiles = torch.quantile(x.double(), levels, dim=0).T.numpy()  # (d, bins + 1)
+        else:
+            quantiles = _tree_edges(x.numpy(), torch.nan_to_num(y).numpy(), bins)
         lower = np.zeros((d, bins))
         inv_width = np.zeros((d, bins))
         floor = np.zeros((d, bins))
@@ -369,11 +439,12 @@ class _StackedMLP(nn.Module):
                 signs = torch.randint(0, 2, self.first_scale.shape, generator=generator)
                 self.first_scale.copy_(signs * 2.0 - 1.0)
 
-    def fit_encoder(self, x: Tensor) -> None:
-        """Fit the input encoding (if any) to the standardized training rows ``x`` and keep the
-        first layer's rows of its live columns."""
+    def fit_encoder(self, x: Tensor, y: Tensor | None = None) -> None:
+        """Fit the input encoding (if any) to the standardized training rows ``x`` (and their
+        targets ``y`` for target-aware bins) and keep the first layer's rows of its live
+        columns."""
         if self.encoder is not None:
-            self.encoder.fit(x)
+            self.encoder.fit(x, y)
             w0 = self.weights[0]
             self.weights[0] = nn.Parameter(w0.detach()[:, self.encoder.live()].clone())
 
@@ -443,9 +514,9 @@ class _Towers(nn.Module):
         for tower in self._stacks():
             tower.reset_parameters(generator)
 
-    def fit_encoder(self, x: Tensor) -> None:
+    def fit_encoder(self, x: Tensor, y: Tensor | None = None) -> None:
         for tower in self._stacks():
-            tower.fit_encoder(x)
+            tower.fit_encoder(x, y)
 
     def encode(self, x: Tensor) -> list[Tensor | None]:
         return [tower.encode(x) for tower in self._stacks()]
@@ -581,7 +652,8 @@ class DeepEnsemble:
         self._net = self._build_net()
         if init is None:
             self._net.reset_parameters(generator)
-            self._net.fit_encoder(xs[train_rows])
+            targets = ys[train_rows] if cfg.bin_edges == "target" else None
+            self._net.fit_encoder(xs[train_rows], targets)
         else:
             self._net.load_state_dict(init._require_net().state_dict())
         self._train(
