@@ -4,8 +4,9 @@ The feature rows are the shared table's rows repeated to one million; the model 
 architecture (weights after two epochs: throughput does not depend on the weight values). Peak
 memory is the peak resident set of this process, which runs nothing else.
 
-Run: ``python -m bench.bench_inference [--rows N] [--encoding standard|piecewise_linear]`` (the
-other input encodings of :data:`discovery.surrogate.ENCODING_PRESETS`; the default is mixed).
+Run: ``python -m bench.bench_inference [--rows N] [--encoding standard|piecewise_linear]
+[--bin-edges target]`` (the other input encodings of :data:`discovery.surrogate.ENCODING_PRESETS`
+and bin edges of ``EnsembleConfig.bin_edges``; the defaults are mixed and quantile bins).
 """
 
 from __future__ import annotations
@@ -34,12 +35,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="mixed",
         help="the input encoding (default: mixed, the model's default)",
     )
+    parser.add_argument(
+        "--bin-edges",
+        choices=("target", "quantile"),
+        default="quantile",
+        help="the piecewise-linear encoding's bin edges (default: quantile, the model's default)",
+    )
     args = parser.parse_args(argv)
 
     frame = load_electrodes(shared_csv_or_exit(), drop_invalid=True)
     features = electrode_features(frame)
     config = replace(
-        EnsembleConfig(), members=args.members, max_epochs=2, **ENCODING_PRESETS[args.encoding]
+        EnsembleConfig(),
+        members=args.members,
+        max_epochs=2,
+        bin_edges=args.bin_edges,
+        **ENCODING_PRESETS[args.encoding],
     )
     model = DeepEnsemble(config).fit(
         features.values,
@@ -58,6 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     assert np.isfinite(pred.mean).all()
     figures = {
         "input_encoding": config.input_encoding,
+        "bin_edges": config.bin_edges,
         "rows": args.rows,
         "members": args.members,
         "features": x.shape[1],
@@ -75,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         [[seconds, figures["rows_per_s"], figures["input_gib"], figures["peak_rss_gib"]]],
     )
     name = "inference" if args.encoding == "mixed" else f"inference-{args.encoding}"
+    name += "" if args.bin_edges == "quantile" else f"-{args.bin_edges}"
     print(f"figures saved to {save(name, figures)}")
     return figures
 
