@@ -17,8 +17,8 @@
    another, and of the standard ensemble's 32 stacked members.
 
 4. With ``--split-seeds N``: the default, target-aware bins and the standard ensemble against
-   gradient boosting on N more split seeds of each kind, the mean paired MAE difference and on how many splits the
-   ensemble is ahead (one split's MAE is noisy).
+   gradient boosting on N more split seeds of each kind, the mean paired MAE difference and on
+   how many splits the ensemble is ahead (one split's MAE is noisy).
 
 Run: ``python -m bench.bench_surrogate [--quick] [--split-seeds N]`` (``make bench`` runs every
 benchmark, without extra split seeds).

@@ -14,8 +14,8 @@ as they are and the other half take their piecewise-linear encoding over up to 8
 fraction of one bin the value has passed, so the first layer sees on which side of a split a
 value lies, as a tree does, and the MLP stays differentiable in its inputs. The bins' edges are
 the quantiles of the training values or (``bin_edges="target"``) the splits of a small
-regression tree from the feature to the target. The two halves are two stacks of weights in one network; they err differently, so the
-mixture beats either. The encoded members' wide first layer is one weight matrix shared by all of
+regression tree from the feature to the target. The two halves are two stacks of weights in one
+network; they err differently, so the mixture beats either. The encoded members' wide first layer is one weight matrix shared by all of
 them, computed once per row; each member scales its outputs by its own random signs and adds its
 own bias (the first-layer adapter of BatchEnsemble, Wen et al., ICLR 2020), and every later layer
 is the member's own. ``"standard"`` and ``"piecewise_linear"`` give every member one kind.
@@ -315,8 +315,8 @@ class _PiecewiseLinear(nn.Module):
 
     Only the *live* columns (:meth:`live`: those that vary over the training rows) are computed;
     the others are 0 on every row (bins past a feature's last edge; most of the d·B on the
-    shared data, whose features mostly take few values), so a first layer keeps only the live rows of
-    its weight (:meth:`forward` returns the live columns, in order).
+    shared data, whose features mostly take few values), so a first layer keeps only the live
+    rows of its weight (:meth:`forward` returns the live columns, in order).
     """
 
     lower: Tensor  # (d, B) lower edge of each bin
