@@ -452,9 +452,12 @@ class _StackedMLP(nn.Module):
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
-        """Shape the first layer as the stored one: the rows of the stored encoding's live
-        columns. A weight stored with a row for every encoded column (saved before the first
-        layer kept only its live rows) is cut to them."""
+        """Read files saved by earlier versions as well. The first layer takes the stored one's
+        shape, the rows of the stored encoding's live columns, and a weight stored with a row
+        for every encoded column (saved before the first layer kept only its live rows) is cut
+        to them. A missing ``additive_weight`` (saved before the term) is zero: none learned."""
+        if self.additive_weight is not None and prefix + "additive_weight" not in state_dict:
+            state_dict[prefix + "additive_weight"] = torch.zeros_like(self.additive_weight)
         key, scale = prefix + "weights.0", state_dict.get(prefix + "encoder.inv_scale")
         w0 = state_dict.get(key)
         if self.encoder is not None and w0 is not None and scale is not None and w0.ndim == 3:
@@ -1025,11 +1028,7 @@ class DeepEnsemble:
                 calibration=tensors["calibration"],
             )
             net = model._build_net()
-            state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
-            for name, value in net.state_dict().items():
-                if name.endswith("additive_weight") and name not in state:
-                    state[name] = torch.zeros_like(value)  # saved before the term: none learned
-            net.load_state_dict(state)
+            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise ModelFileError(
                 f"{directory}: incomplete or inconsistent model files ({exc})"
