@@ -126,7 +126,7 @@ def test_every_default(tmp_path: Path) -> None:
         workers=1,
         gpus_per_worker=0,
         cpus_per_worker=1,
-        chunk_rows=2048,
+        chunk_rows=1024,
     )
     assert SiteSpec(elements=["Fe"]).max_elements == 2
     assert SiteSpec(elements=["Fe"]).fraction_step == 0.25

@@ -59,7 +59,30 @@ def test_bins_hold_the_fraction_of_each_quantile_bin_passed() -> None:
     assert encoded.shape == (41, 5)
     np.testing.assert_allclose(encoded.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(encoded.std(axis=0), 1, atol=1e-4)
-    assert np.abs(encoder(torch.tensor([[1e6, 0.0]])).numpy()).max() == Z_CLIP
+    assert np.abs(encoder(torch.tensor([[1e6, 0.0]])).numpy()).max() == pytest.approx(Z_CLIP)
+
+
+def test_the_encoding_folds_its_clips_into_one_without_losing_narrow_bins() -> None:
+    # Column 0 crowds most rows into 1.5e-5 of its range, so its bins there are a few float32
+    # spacings wide and an edge between two representable values, if stored as a position,
+    # would be off by a few percent of its bin; column 1 has a rare value whose standardized
+    # column reaches the ±Z_CLIP clip; column 2 is plain.
+    rng = np.random.default_rng(3)
+    narrow = -0.61 + rng.uniform(0, 1.5e-5, 400)
+    wide = rng.uniform(-3, 8, 100)
+    column0 = np.concatenate([narrow, wide])
+    column1 = np.zeros(500)
+    column1[:2] = 1.0
+    train = torch.tensor(np.stack([column0, column1, rng.normal(size=500)], 1), dtype=torch.float32)
+    for targets in (None, torch.from_numpy(column0[:, None] > -0.609993).float()):
+        encoder = _PiecewiseLinear(3, 6)
+        encoder.fit(train, targets)
+        rows = torch.cat([train, train * 3 - 1, torch.tensor([[-0.609995, 500.0, -1e3]])])
+        # the definition: each bin's clipped fraction, standardized, clipped to ±Z_CLIP
+        direct = (encoder._bins(rows) - encoder.center) * encoder.inv_scale
+        expected = direct.clamp(-Z_CLIP, Z_CLIP)[:, encoder.live()].numpy()
+        np.testing.assert_allclose(encoder(rows).numpy(), expected, rtol=1e-5, atol=1e-5)
+        assert np.abs(expected).max() == Z_CLIP  # the clip binds on some rows
 
 
 def test_target_aware_edges_are_the_splits_of_a_regression_tree() -> None:

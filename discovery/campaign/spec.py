@@ -1021,9 +1021,9 @@ class ComputeSpec(BaseModel):
     )
     cpus_per_worker: float = Field(default=1, gt=0, description="CPU cores per worker. Default: 1.")
     chunk_rows: int = Field(
-        default=2048,
+        default=1024,
         ge=1,
-        description="Candidate rows per ensemble evaluation and per Ray call (bounds peak memory). Default: 2048.",
+        description="Candidate rows per ensemble evaluation and per Ray call (bounds peak memory). Default: 1024.",
     )
     min_free_mb: float = Field(
         default=100,

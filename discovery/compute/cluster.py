@@ -303,7 +303,7 @@ class RayScorer:
         table: pd.DataFrame,
         ions: IonTable | None = None,
         *,
-        chunk_rows: int = 2048,
+        chunk_rows: int = 1024,
         rows_per_task: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Featurize (``electrode_features``) and score a candidate table on the actors.

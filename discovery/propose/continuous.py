@@ -185,7 +185,7 @@ def propose_continuous(
             xt = torch.as_tensor(X, dtype=torch.float64)
             features = space.features(xt).numpy().astype(np.float32)
             exact = space.exact(xt).numpy().astype(np.float64).reshape(len(X), -1)
-        return column_moments(ensemble, features, exact, 2048)
+        return column_moments(ensemble, features, exact, 1024)
 
     # Posterior means at feasible samples of the space: the reference point for objectives
     # never measured, and the normalization of greedy / ParEGO scalarizations without data.

@@ -142,7 +142,7 @@ def table_model(
     ensemble: DeepEnsemble,
     features: np.ndarray,
     exact: np.ndarray,
-    chunk_rows: int = 2048,
+    chunk_rows: int = 1024,
 ) -> ModelList:
     """The augmented model at a fixed table of rows, with inputs = row numbers.
 

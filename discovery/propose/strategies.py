@@ -153,7 +153,7 @@ def propose_pool(
     shortlist: int = 256,
     mc_samples: int = 128,
     seed: int = 0,
-    chunk_rows: int = 2048,
+    chunk_rows: int = 1024,
     scorer: Scorer | None = None,
 ) -> Proposal:
     """Choose ``batch_size`` rows of a candidate pool.
