@@ -5,8 +5,8 @@ architecture (weights after two epochs: throughput does not depend on the weight
 memory is the peak resident set of this process, which runs nothing else.
 
 Run: ``python -m bench.bench_inference [--rows N] [--encoding standard|piecewise_linear]
-[--bin-edges target]`` (the other input encodings of :data:`discovery.surrogate.ENCODING_PRESETS`
-and bin edges of ``EnsembleConfig.bin_edges``; the defaults are mixed and quantile bins).
+[--bin-edges quantile]`` (the other input encodings of :data:`discovery.surrogate.ENCODING_PRESETS`
+and bin edges of ``EnsembleConfig.bin_edges``; the defaults are mixed and target-aware bins).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--bin-edges",
         choices=("target", "quantile"),
-        default="quantile",
-        help="the piecewise-linear encoding's bin edges (default: quantile, the model's default)",
+        default="target",
+        help="the piecewise-linear encoding's bin edges (default: target, the model's default)",
     )
     args = parser.parse_args(argv)
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         [[seconds, figures["rows_per_s"], figures["input_gib"], figures["peak_rss_gib"]]],
     )
     name = "inference" if args.encoding == "mixed" else f"inference-{args.encoding}"
-    name += "" if args.bin_edges == "quantile" else f"-{args.bin_edges}"
+    name += "" if args.bin_edges == "target" else f"-{args.bin_edges}"
     print(f"figures saved to {save(name, figures)}")
     return figures
 

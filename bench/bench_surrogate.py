@@ -7,8 +7,8 @@
    (scikit-learn HistGradientBoostingRegressor) on the same features.
    The same for the other input encodings: ``input_encoding="standard"`` (every member on the
    standardized features; the default, ``"mixed"``, puts half the members on the
-   piecewise-linear encoding), the default with the encoding's bins at target-aware tree splits
-   rather than quantiles (``bin_edges="target"``), and the piecewise-linear one
+   piecewise-linear encoding), the default with the encoding's bins at quantiles rather than at
+   target-aware tree splits (``bin_edges="quantile"``), and the piecewise-linear one
    (``PIECEWISE_LINEAR``).
 2. Retraining after new data (issue 3): train on 90 % of the grouped split's training rows, add
    the other 10 %, then retrain from scratch and by fine-tuning the first model
@@ -16,7 +16,7 @@
 3. Training wall time of the 32 stacked members against the same 32 members trained one after
    another, and of the standard ensemble's 32 stacked members.
 
-4. With ``--split-seeds N``: the default, target-aware bins and the standard ensemble against
+4. With ``--split-seeds N``: the default, quantile bins and the standard ensemble against
    gradient boosting on N more split seeds of each kind, the mean paired MAE difference and on
    how many splits the ensemble is ahead (one split's MAE is noisy).
 
@@ -262,11 +262,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     figures: dict[str, Any] = {"config": config.__dict__}
     # The other encodings (docs/surrogate.md) on the same splits, beside the default (mixed).
-    # The default, target-aware bins and the standard encoding are also compared on the extra
-    # split seeds.
+    # The default, quantile bins and the standard encoding are also compared on the extra split
+    # seeds.
     compared = {
         "": config,
-        "target bins": replace(config, bin_edges="target"),
+        "quantile bins": replace(config, bin_edges="quantile"),
         "standard": replace(config, **ENCODING_PRESETS["standard"]),
     }
     configs = {**compared, "piecewise-linear": replace(config, **PIECEWISE_LINEAR)}

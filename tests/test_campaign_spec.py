@@ -247,6 +247,12 @@ def test_the_default_input_encoding_is_mixed_even_for_one_member(tmp_path: Path)
     assert spec.surrogate.to_config().input_encoding == "mixed"
 
 
+def test_bin_edges_reach_the_ensemble_and_default_to_target(tmp_path: Path) -> None:
+    assert load_campaign(_write(tmp_path, BASE)).surrogate.to_config().bin_edges == "target"
+    spec = load_campaign(_write(tmp_path, BASE + "surrogate: {bin_edges: quantile}\n"))
+    assert spec.surrogate.to_config().bin_edges == "quantile"
+
+
 def test_continuous_space(tmp_path: Path) -> None:
     text = BASE.replace("[Na, K]", "[Mg]").replace(
         "space:\n  kind: table\n  path: pool.csv\n",
@@ -348,6 +354,13 @@ ERRORS = [
         13,
         "surrogate.input_encoding",
         "expected 'standard', 'mixed' or 'piecewise_linear', got 'quantile'",
+    ),
+    (
+        "unknown bin edges",
+        BASE + "surrogate:\n  bin_edges: uniform\n",
+        13,
+        "surrogate.bin_edges",
+        "expected 'target' or 'quantile', got 'uniform'",
     ),
     (
         "unknown field in a space",

@@ -738,6 +738,15 @@ class SurrogateSpec(BaseModel):
             "Default: 'mixed'."
         ),
     )
+    bin_edges: Literal["target", "quantile"] = Field(
+        default="target",
+        description=(
+            "Where the piecewise-linear encoding's bins of a feature begin and end: 'target' (the "
+            "splits of a small regression tree from the feature to the training targets; the "
+            "more accurate on the shared data, docs/surrogate.md) or 'quantile' (the quantiles "
+            "of the training values, the rule of earlier versions). Default: 'target'."
+        ),
+    )
     fidelities: list[str] | None = Field(
         default=None,
         min_length=1,
@@ -816,6 +825,7 @@ class SurrogateSpec(BaseModel):
             members=self.members,
             hidden=tuple(self.hidden),
             input_encoding=self.input_encoding,
+            bin_edges=self.bin_edges,
             shared_first_layer=self.input_encoding == "piecewise_linear",
             max_epochs=self.max_epochs,
             patience=self.patience,
