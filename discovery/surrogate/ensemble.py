@@ -340,7 +340,7 @@ class _PiecewiseLinear(nn.Module):
         self.register_buffer("floor", torch.zeros(d, bins))  # -inf on the first bin
         self.register_buffer("ceiling", torch.ones(d, bins))  # +inf on each feature's last bin
         self.register_buffer("center", torch.zeros(d * bins))
-        self.register_buffer("inv_scale", torch.ones(d * bins))
+        self.register_buffer("inv_scale", torch.zeros(d * bins))  # none live before fit
         self._derive()
 
     def _derive(self) -> None:
@@ -411,7 +411,7 @@ class _PiecewiseLinear(nn.Module):
     def live(self) -> Tensor:
         """Indices of the encoded columns that vary over the training rows (the others are 0;
         before :meth:`fit`, none)."""
-        return torch.nonzero(self.inv_scale * self.inv_width.flatten()).squeeze(1)
+        return torch.nonzero(self.inv_scale).squeeze(1)
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, d) -> the live encoded columns, (N, len(live))."""
