@@ -332,6 +332,13 @@ class _PiecewiseLinear(nn.Module):
     ceiling: Tensor  # (d, B)
     center: Tensor  # (d·B,) training mean of each encoded column
     inv_scale: Tensor  # (d·B,) 1 / its training std, 0 for a constant column
+    # derived by _derive(), one entry per live column (L,):
+    cols: Tensor  # its feature
+    bin_lower: Tensor  # its bin's lower edge
+    factor: Tensor  # bin width and standardization in one factor
+    shift: Tensor  # -center · inv_scale
+    lo: Tensor  # clip bounds of the distance to the lower edge
+    hi: Tensor
 
     def __init__(self, d: int, bins: int) -> None:
         super().__init__()
