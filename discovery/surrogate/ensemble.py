@@ -15,9 +15,9 @@ fraction of one bin the value has passed, so the first layer sees on which side 
 value lies, as a tree does, and the MLP stays differentiable in its inputs. The bins' edges are
 the splits of a small regression tree from the feature to the target (target-aware bins), so
 they fall where the target changes (or, with ``bin_edges="quantile"``, the quantiles of the
-training values). The two halves are two stacks of weights in one
-network; they err differently, so the mixture beats either. The encoded members' wide first layer is one weight matrix shared by all of
-them, computed once per row; each member scales its outputs by its own random signs and adds its
+training values). The two halves are two stacks of weights in one network; they err
+differently, so the mixture beats either. The encoded members' wide first layer is one weight
+matrix shared by all of them, computed once per row; each member scales its outputs by its own random signs and adds its
 own bias (the first-layer adapter of BatchEnsemble, Wen et al., ICLR 2020), and every later layer
 is the member's own. ``"standard"`` and ``"piecewise_linear"`` give every member one kind.
 Indicator inputs such as the fidelity also reach each member's mean through a linear term of
