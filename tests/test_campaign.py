@@ -201,6 +201,30 @@ def test_a_workdir_from_before_newer_fields_resumes(campaign_file: Path, tmp_pat
         Campaign.from_file(campaign_file, workdir=workdir).run()
 
 
+def test_a_workdir_from_before_target_bins_resumes_only_with_the_bins_it_used(
+    campaign_file: Path, tmp_path: Path
+) -> None:
+    # Work directories made before surrogate.bin_edges was a field ran with quantile bins, not
+    # today's default: filling in the default would resume them with another model, silently.
+    workdir = tmp_path / "run"
+    Campaign.from_file(campaign_file, workdir=workdir).run(max_rounds=1)
+    ledger = Ledger(workdir / "ledger.sqlite")
+    old = ledger.get_meta("spec")
+    del old["surrogate"]["bin_edges"]
+    ledger.set_meta("spec", old)
+    ledger.close()
+    with pytest.raises(
+        DiscoveryError,
+        match=r'different surrogate; .*surrogate\.bin_edges: "quantile" in the work directory, '
+        r'"target" now$',
+    ):
+        Campaign.from_file(campaign_file, workdir=workdir).run()
+    campaign_file.write_text(
+        CAMPAIGN.replace("hidden: [32, 32]}", "hidden: [32, 32], bin_edges: quantile}")
+    )
+    assert Campaign.from_file(campaign_file, workdir=workdir).run(max_rounds=1).oracle_calls == 10
+
+
 class _FlakyReplay(ReplayOracle):
     """Replay that answers NaN or text for chosen candidates (a broken calculation)."""
 

@@ -207,10 +207,13 @@ class Campaign:
             and _who(moved, k) != _who(here, k)
         )
         if changed:
+            details = [
+                line for k in changed for line in _differences(_who(moved, k), _who(here, k), k)
+            ]
             raise DiscoveryError(
                 f"{self.workdir}: this work directory belongs to a campaign with different "
                 f"{', '.join(changed)}; only {', '.join(RESUMABLE_CHANGES)} may change on resume "
-                "(use a new --workdir for a new campaign)"
+                "(use a new --workdir for a new campaign): " + "; ".join(details)
             )
         self._resuming = current
 
@@ -1084,11 +1087,25 @@ class _ScoringCheckpoints:
         self.scorer.close()
 
 
-def _with_new_defaults(stored: dict[str, Any], model: Any) -> dict[str, Any]:
-    """A stored spec dump with the defaults of fields added since it was written.
+#: Spec fields added after work directories existed whose value then was not today's default: a
+#: stored spec without them ran with these values (standard members before ``input_encoding`` was
+#: a field; quantile bins before ``bin_edges`` was one and target-aware bins became the default).
+_VALUES_BEFORE_RECORDED: dict[tuple[str, ...], Any] = {
+    ("surrogate", "input_encoding"): "standard",
+    ("surrogate", "bin_edges"): "quantile",
+}
 
-    A work directory made by an older discovery lacks the newer fields; they behaved as their
-    defaults then, so a campaign file that leaves them at their defaults is the same campaign.
+
+def _with_new_defaults(
+    stored: dict[str, Any], model: Any, path: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A stored spec dump with the values of fields added since it was written.
+
+    A work directory made by an older discovery lacks the newer fields. Most behaved as their
+    defaults then, so a campaign file that leaves them at their defaults is the same campaign;
+    those whose default is not what the older version did get that older value
+    (:data:`_VALUES_BEFORE_RECORDED`), so resuming with today's default is refused, naming the
+    field.
     """
     from pydantic import BaseModel
     from pydantic_core import PydanticUndefined, to_jsonable_python
@@ -1097,12 +1114,27 @@ def _with_new_defaults(stored: dict[str, Any], model: Any) -> dict[str, Any]:
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         if name not in out:
-            default = field.get_default(call_default_factory=True)
+            default = _VALUES_BEFORE_RECORDED.get(
+                (*path, name), field.get_default(call_default_factory=True)
+            )
             if default is not PydanticUndefined:
                 out[name] = to_jsonable_python(default)
         elif isinstance(value, BaseModel) and isinstance(out[name], dict):
-            out[name] = _with_new_defaults(out[name], value)
+            out[name] = _with_new_defaults(out[name], value, (*path, name))
     return out
+
+
+def _differences(stored: Any, current: Any, path: str) -> list[str]:
+    """Dotted paths at which two spec dumps differ, with both values (the resume error)."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        return [
+            line
+            for key in sorted(set(stored) | set(current), key=str)
+            for line in _differences(stored.get(key), current.get(key), f"{path}.{key}")
+        ]
+    if stored == current:
+        return []
+    return [f"{path}: {json.dumps(stored)} in the work directory, {json.dumps(current)} now"]
 
 
 def _capacity(row: dict[str, Any], ions: Any) -> float:
