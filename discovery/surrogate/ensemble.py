@@ -267,7 +267,8 @@ def _tree_edges(x: np.ndarray, y: np.ndarray, bins: int) -> np.ndarray:
     for j, column in enumerate(x.T):
         order = np.argsort(column, kind="stable")
         v = column[order].astype(np.float64)
-        splits = _tree_splits(v, y[order], bins, leaf) if len(np.unique(v)) > 2 else []
+        distinct = 1 + int(np.count_nonzero(v[1:] != v[:-1]))  # v is sorted
+        splits = _tree_splits(v, y[order], bins, leaf) if distinct > 2 else []
         edges[j] = np.concatenate([[v[0]], np.sort(splits), np.full(bins - len(splits), v[-1])])
     return edges
 
