@@ -1,9 +1,9 @@
 """Ray scoring throughput: rows x members per second, in this process and on Ray actors.
 
-CPU mode (default). Pools of 100,000 and 1,000,000 candidates (the shared table's 519-feature
-rows repeated, as in ``bench.bench_inference``), a 32-member ensemble of the default
-architecture (weights after two epochs; throughput does not depend on their values), chunks of
-2,048 rows. Scored side by side in one run: in this process by ``LocalScorer``, with torch on
+CPU mode (default). Pools of 100,000 and 1,000,000 candidates (the shared table's feature rows
+repeated, as in ``bench.bench_inference``), a 32-member ensemble of the default architecture
+(weights after two epochs; throughput does not depend on their values), chunks of a campaign's
+default ``compute.chunk_rows``. Scored side by side in one run: in this process by ``LocalScorer``, with torch on
 every core and on one thread (measured first, before the process connects to Ray), and by
 ``RayScorer`` on a local Ray instance the benchmark starts, with 1 worker of every core and with
 one single-core worker per core. "speed vs local" divides by the every-core local time. A Ray round is what a campaign round pays: the
@@ -37,12 +37,14 @@ import pandas as pd
 import torch
 
 from bench._common import peak_rss_gib, print_table, save, shared_csv_or_exit
+from discovery.campaign.spec import ComputeSpec
 from discovery.compute import LocalScorer
 from discovery.data import load_electrodes
 from discovery.features import electrode_features
 from discovery.surrogate import DeepEnsemble, EnsembleConfig
 
-CHUNK_ROWS = 2048
+#: Rows per chunk: what a campaign's ``compute`` section uses unless it says otherwise.
+CHUNK_ROWS: int = ComputeSpec().chunk_rows
 
 
 def _model(members: int) -> tuple[DeepEnsemble, np.ndarray]:
