@@ -3,14 +3,14 @@
 CPU mode (default). Pools of 100,000 and 1,000,000 candidates (the shared table's feature rows
 repeated, as in ``bench.bench_inference``), a 32-member ensemble of the default architecture
 (weights after two epochs; throughput does not depend on their values), chunks of a campaign's
-default ``compute.chunk_rows``. Scored side by side in one run: in this process by ``LocalScorer``, with torch on
-every core and on one thread (measured first, before the process connects to Ray), and by
-``RayScorer`` on a local Ray instance the benchmark starts, with 1 worker of every core and with
-one single-core worker per core. "speed vs local" divides by the every-core local time. A Ray round is what a campaign round pays: the
-model to the object store, the chunk calls, gathering in pool order. Paid once per run and shown
-apart: "start", the actors' start-up, and "first call", a one-row call that sends the feature
-matrix to the object store and has each actor read it and load the model. Every Ray result is
-checked against the local one (largest absolute difference printed).
+default ``compute.chunk_rows``. Scored side by side in one run: in this process by ``LocalScorer``,
+with torch on every core and on one thread (measured first, before the process connects to Ray),
+and by ``RayScorer`` on a local Ray instance the benchmark starts, with 1 worker of every core and
+with one single-core worker per core. "speed vs local" divides by the every-core local time. A Ray
+round is what a campaign round pays: the model to the object store, the chunk calls, gathering in
+pool order. Paid once per run and shown apart: "start", the actors' start-up, and "first call", a
+one-row call that sends the feature matrix to the object store and has each actor read it and load
+the model. Every Ray result is checked against the local one (largest absolute difference printed).
 
 The featurization-included path (``RayScorer.score_table``: the actors featurize table chunks
 with ``electrode_features`` and score them) is timed on 100,000 distinct generated candidates

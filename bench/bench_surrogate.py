@@ -123,10 +123,9 @@ def split_seeds(
     One 10 % split gives a noisy MAE (about 420 test rows); the paired difference over several
     splits says whether one model is ahead on this data or only on that split. ``first`` holds
     the benchmark's own seed and :func:`accuracy`'s figures for it, which count as one more
-    split. The
-    ensembles' own seeds stay their configs' ``seed``. The summary gives the mean difference, its
-    standard deviation and standard error (sd / sqrt(splits)) and on how many splits the
-    ensemble is ahead.
+    split. The ensembles' own seeds stay their configs' ``seed``. The summary gives the mean
+    difference, its standard deviation and standard error (sd / sqrt(splits)) and on how many
+    splits the ensemble is ahead.
     """
     rows: dict[str, list[dict[str, float]]] = {
         name: [{"seed": first[0], "mae_v": fig["mae_v"], "gbm_mae_v": fig["gbm_mae_v"]}]
