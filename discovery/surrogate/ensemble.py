@@ -8,20 +8,20 @@ bootstrap), and predicts a Gaussian (mean, variance) per target. The ensemble pr
 mixture: mean of the member means, total variance = mean member variance + variance of the member
 means.
 
-Inputs are standardized. By default (``input_encoding="mixed"``) half the members take them
-as they are and the other half take their piecewise-linear encoding over up to 8 bins
-(Gorishniy, Rubachev and Babenko, NeurIPS 2022): a feature becomes up to 8 numbers, each the
-fraction of one bin the value has passed, so the first layer sees on which side of a split a
-value lies, as a tree does, and the MLP stays differentiable in its inputs. The bins' edges are
-the splits of a small regression tree from the feature to the target (target-aware bins), so
-they fall where the target changes (or, with ``bin_edges="quantile"``, the quantiles of the
-training values). The two halves are two stacks of weights in one network; they err
-differently, so the mixture beats either. The encoded members' wide first layer is one weight
-matrix shared by all of them, computed once per row; each member scales its outputs by its own random signs and adds its
-own bias (the first-layer adapter of BatchEnsemble, Wen et al., ICLR 2020), and every later layer
-is the member's own. ``"standard"`` and ``"piecewise_linear"`` give every member one kind.
-Indicator inputs such as the fidelity also reach each member's mean through a linear term of
-their own (``additive_prefixes``), so an offset between fidelities is learned from few rows.
+Inputs are standardized. By default (``input_encoding="mixed"``) half the members take them as they
+are and the other half take their piecewise-linear encoding over up to 8 bins (Gorishniy, Rubachev
+and Babenko, NeurIPS 2022): a feature becomes up to 8 numbers, each the fraction of one bin the
+value has passed, so the first layer sees on which side of a split a value lies, as a tree does,
+and the MLP stays differentiable in its inputs. The bins' edges are the splits of a small
+regression tree from the feature to the target (target-aware bins), so they fall where the target
+changes (or, with ``bin_edges="quantile"``, the quantiles of the training values). The two halves
+are two stacks of weights in one network; they err differently, so the mixture beats either. The
+encoded members' wide first layer is one weight matrix shared by all of them, computed once per
+row; each member scales its outputs by its own random signs and adds its own bias (the first-layer
+adapter of BatchEnsemble, Wen et al., ICLR 2020), and every later layer is the member's own.
+``"standard"`` and ``"piecewise_linear"`` give every member one kind. Indicator inputs such as the
+fidelity also reach each member's mean through a linear term of their own (``additive_prefixes``),
+so an offset between fidelities is learned from few rows.
 
 Training minimizes the beta-NLL of Seitzer et al. (ICLR 2022, beta = 0.5), which keeps the mean
 fit from being starved by the variance head, under a cosine learning-rate schedule. Early
