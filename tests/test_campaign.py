@@ -56,6 +56,19 @@ def campaign_file(tmp_path: Path) -> Path:
     return path
 
 
+def _recorded_results(workdir: Path) -> list[tuple[object, ...]]:
+    """The results a running campaign has recorded so far (none while its ledger is missing or
+    being created)."""
+    path = workdir / "ledger.sqlite"
+    if not path.exists():
+        return []  # connecting would create the file under the campaign's feet
+    try:
+        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as db:
+            return db.execute("SELECT id, candidate_id, status FROM results").fetchall()
+    except sqlite3.Error:
+        return []
+
+
 def _ledger_rows(workdir: Path, table: str, columns: str) -> list[tuple[object, ...]]:
     with sqlite3.connect(workdir / "ledger.sqlite") as db:
         return db.execute(f"SELECT {columns} FROM {table} ORDER BY rowid").fetchall()
@@ -392,9 +405,18 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(campaign_file: Path, tmp_p
     ]
     seen: set[tuple[object, ...]] = set()
     kills = 0
-    for delay in (4.0, 6.5, 8.0, 9.5, 11.0):
+    # Each run is killed just after it records new results (the next round's training, proposal
+    # or submissions are then under way), or after a pause once it has any, whichever the machine's
+    # speed reaches first: fixed delays missed every run on a machine fast enough to finish the
+    # campaign within the first one.
+    for pause in (0.0, 0.5, 0.0, 1.5, 0.0):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if len(_recorded_results(workdir)) > len(seen):
+                time.sleep(pause)
+                break
+            time.sleep(0.01)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
